@@ -109,11 +109,16 @@ $(O)/tests/%: $(O)/obj/tests/unit/%.o $$(LAYER_$$(call module_of,$$*))
 
 unit: $(UNIT_BINS)
 
+# Integration scripts; lib*.sh are sourced helpers, not tests.
+INTEGRATION = $(sort $(filter-out tests/integration/lib%,$(wildcard tests/integration/*.sh)))
+integration: all
+	@O=$(O) tests/run.sh -- $(INTEGRATION) --
+
 # Installs what is missing, builds, runs unit tests, integration tests and
 # fuzz smoke runs; prints the summed result as the last line.
 test: deps
 	$(MAKE) all unit fuzz-build
-	@O=$(O) FUZZ_SMOKE_TIME=$(FUZZ_SMOKE_TIME) tests/run.sh $(UNIT_BINS) -- tests/integration/*.sh -- $(FUZZ_BINS)
+	@O=$(O) FUZZ_SMOKE_TIME=$(FUZZ_SMOKE_TIME) tests/run.sh $(UNIT_BINS) -- $(INTEGRATION) -- $(FUZZ_BINS)
 
 # ASan+UBSan build of everything, then the unit tests under it.
 check: deps
