@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void vfill(struct vmlet_err *err, const char *fmt, va_list ap)
+static __attribute__((format(printf, 2, 0))) void vfill(struct vmlet_err *err, const char *fmt, va_list ap)
 {
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 }

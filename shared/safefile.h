@@ -17,6 +17,11 @@ int vmlet_write_atomic(const char *path, const void *data, size_t len, mode_t mo
  * *out is malloc'd and NUL-terminated (the NUL is not counted in *len). */
 int vmlet_read_file(const char *path, size_t max, char **out, size_t *len, struct vmlet_err *err);
 
+/* Same checks and cap on an fd the caller opened (e.g. a config path that
+ * may legitimately be a symlink); name is used in messages. fd stays open. */
+int vmlet_read_fd(int fd, const char *name, size_t max, char **out, size_t *len,
+		  struct vmlet_err *err);
+
 /* mkdir -p with the final component's owner/mode enforced (chown/chmod even
  * when it already exists); refuses if the final component is a symlink or
  * not a directory. uid/gid (uid_t)-1 keeps the current owner. */
