@@ -109,15 +109,23 @@ $(O)/tests/%: $(O)/obj/tests/unit/%.o $$(LAYER_$$(call module_of,$$*))
 
 unit: $(UNIT_BINS)
 
+# tests/helpers/<name>.c -> $(O)/tests/helpers/<name> (small clients the
+# integration scripts use; they link the generated protobuf code only).
+HELPER_SRC  := $(wildcard tests/helpers/*.c)
+HELPER_BINS := $(patsubst tests/helpers/%.c,$(O)/tests/helpers/%,$(HELPER_SRC))
+$(O)/tests/helpers/%: $(O)/obj/tests/helpers/%.o $(LIB_proto)
+	@mkdir -p $(dir $@)
+	$(call link,$<,$(LIB_proto))
+
 # Integration scripts; lib*.sh are sourced helpers, not tests.
 INTEGRATION = $(sort $(filter-out tests/integration/lib%,$(wildcard tests/integration/*.sh)))
-integration: all
+integration: all $(HELPER_BINS)
 	@O=$(O) tests/run.sh -- $(INTEGRATION) --
 
 # Installs what is missing, builds, runs unit tests, integration tests and
 # fuzz smoke runs; prints the summed result as the last line.
 test: deps
-	$(MAKE) all unit fuzz-build
+	$(MAKE) all unit fuzz-build $(HELPER_BINS)
 	@O=$(O) FUZZ_SMOKE_TIME=$(FUZZ_SMOKE_TIME) tests/run.sh $(UNIT_BINS) -- $(INTEGRATION) -- $(FUZZ_BINS)
 
 # ASan+UBSan build of everything, then the unit tests under it.
@@ -165,7 +173,7 @@ DEB_PKGS := build-essential pkg-config protobuf-c-compiler libprotobuf-c-dev lib
             libwolfssl-dev libnl-3-dev libnl-route-3-dev libnftables-dev libcryptsetup-dev \
             libseccomp-dev libcap-dev libcap-ng-dev libjansson-dev libinih-dev libcmocka-dev \
             liburing-dev clang libclang-rt-14-dev openssl iproute2 nftables procps \
-            util-linux passwd coreutils qemu-system-x86 qemu-utils
+            util-linux passwd coreutils python3 systemd cpio qemu-system-x86 qemu-utils
 
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
