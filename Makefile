@@ -161,6 +161,10 @@ $(O)/bench/%: $(O)/obj/bench/%.o $$(LAYER_$$(call module_of,$$*))
 bench: deps all $(BENCH_BINS)
 	@O=$(O) bench/run.sh $(BENCH_BINS)
 
+# ---- the test guest (Debian cloud kernel + static init) -------------------------
+guest: deps
+	OUT=$(O)/guest guest/build.sh
+
 # ---- running it -----------------------------------------------------------------
 run: all
 	@O=$(O) deploy/dev-run.sh
