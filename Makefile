@@ -125,7 +125,7 @@ integration: all $(HELPER_BINS)
 # Installs what is missing, builds, runs unit tests, integration tests and
 # fuzz smoke runs; prints the summed result as the last line.
 test: deps
-	$(MAKE) all unit fuzz-build $(HELPER_BINS)
+	$(MAKE) all unit fuzz-build $(HELPER_BINS) guest
 	@O=$(O) FUZZ_SMOKE_TIME=$(FUZZ_SMOKE_TIME) tests/run.sh $(UNIT_BINS) -- $(INTEGRATION) -- $(FUZZ_BINS)
 
 # ASan+UBSan build of everything, then the unit tests under it.

@@ -14,7 +14,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"   # apt-get download drops to _apt, which must write here
 
-if [ ! -s "$OUT/vmlinuz" ] || [ ! -d "$OUT/modules" ]; then
+if [ ! -s "$OUT/vmlinuz" ] || [ ! -s "$OUT/modules/evdev.ko" ]; then
 	pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1)
 	if [ -z "$pkg" ]; then
 		echo "guest: cannot resolve linux-image-cloud-amd64 (run apt-get update)" >&2
@@ -27,7 +27,8 @@ if [ ! -s "$OUT/vmlinuz" ] || [ ! -d "$OUT/modules" ]; then
 	basename "$kdir" > "$OUT/kernel-version"
 	rm -rf "$OUT/modules" && mkdir -p "$OUT/modules"
 	for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_mmio \
-		 net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk; do
+		 net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk \
+		 drivers/acpi/button drivers/input/evdev; do
 		cp "$kdir/kernel/$m.ko" "$OUT/modules/"
 	done
 fi

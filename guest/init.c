@@ -9,14 +9,17 @@
  *    reboot (new boot id),
  *  - read-only mounts of the secrets (/dev/vdb -> /run/secrets) and data
  *    (/dev/vdc -> /data) drives when present,
- *  - a clean power-off on request: "poweroff" on the console, or SIGPWR /
- *    SIGTERM / SIGINT (ctrl-alt-del).
+ *  - a clean power-off on request: "poweroff" on the console, the ACPI power
+ *    button (QMP system_powerdown; seen as KEY_POWER on /dev/input/event*),
+ *    or SIGPWR / SIGTERM / SIGINT (ctrl-alt-del).
  * Built statically; the kernel modules it loads come from the same Debian
  * kernel package as the kernel (see guest/build.sh). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
+#include <linux/input.h>
 #include <linux/reboot.h>
 #include <net/if.h>
 #include <net/route.h>
@@ -65,7 +68,7 @@ static void on_signal(int sig)
 /* Modules in dependency order; absent ones are skipped (built-in kernels). */
 static const char *const modules[] = {
 	"virtio_ring", "virtio", "virtio_mmio", "failover", "net_failover",
-	"virtio_net", "virtio_blk",
+	"virtio_net", "virtio_blk", "button", "evdev",
 };
 
 static void load_modules(void)
@@ -189,6 +192,39 @@ static void mount_drive(const char *dev, const char *dir)
 	say("vmlet-guest: %s present, not mountable\n", dev);
 }
 
+#define MAX_INPUTS 4
+
+/* Input devices that can report KEY_POWER (the ACPI power button). */
+static size_t open_power_buttons(int *fds)
+{
+	size_t n = 0;
+	DIR *d = opendir("/dev/input");
+	struct dirent *de;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) != NULL && n < MAX_INPUTS) {
+		if (strncmp(de->d_name, "event", 5) != 0)
+			continue;
+		int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0)
+			fds[n++] = fd;
+	}
+	closedir(d);
+	return n;
+}
+
+static int power_key_pressed(int fd)
+{
+	struct input_event ev[8];
+	ssize_t r = read(fd, ev, sizeof(ev));
+
+	for (ssize_t i = 0; r > 0 && i < r / (ssize_t)sizeof(ev[0]); i++)
+		if (ev[i].type == EV_KEY && ev[i].code == KEY_POWER && ev[i].value == 1)
+			return 1;
+	return 0;
+}
+
 static void power_off(void)
 {
 	say("vmlet-guest: powering off\n");
@@ -247,18 +283,30 @@ int main(void)
 	mount_drive("/dev/vdb", "/run/secrets");
 	mount_drive("/dev/vdc", "/data");
 
+	int inputs[MAX_INPUTS];
+	size_t n_inputs = open_power_buttons(inputs);
+
 	say("VMLET-GUEST-READY boot_id=%s\n", boot_id);
 
 	char line[128];
 	size_t have = 0;
 	for (;;) {
-		struct pollfd pfd = { .fd = 0, .events = POLLIN };
+		struct pollfd pfd[1 + MAX_INPUTS];
 		struct timespec ts;
 
+		pfd[0].fd = 0;
+		pfd[0].events = POLLIN;
+		for (size_t i = 0; i < n_inputs; i++) {
+			pfd[1 + i].fd = inputs[i];
+			pfd[1 + i].events = POLLIN;
+		}
 		if (poweroff_requested)
 			power_off();
-		int r = poll(&pfd, 1, 1000);
-		if (r > 0 && (pfd.revents & POLLIN)) {
+		int r = poll(pfd, 1 + n_inputs, 1000);
+		for (size_t i = 0; r > 0 && i < n_inputs; i++)
+			if ((pfd[1 + i].revents & POLLIN) && power_key_pressed(inputs[i]))
+				power_off();
+		if (r > 0 && (pfd[0].revents & POLLIN)) {
 			ssize_t n = read(0, line + have, sizeof(line) - 1 - have);
 			if (n > 0) {
 				have += (size_t)n;
