@@ -94,6 +94,27 @@ static int io_write(struct agentd_conn *c, const void *buf, size_t len, size_t *
 	return AGENTD_TLS_ERROR;
 }
 
+/* A transport result other than AGENTD_TLS_OK: wait for the direction the
+ * socket (or wolfSSL, which may need to write to read) asks for, or close
+ * the connection with the reason for a clean close or for a failure. */
+static void io_wait_or_close(struct agentd_conn *c, int r, const char *closed, const char *failed)
+{
+	switch (r) {
+	case AGENTD_TLS_WANT_READ:
+		set_interest(c, EPOLLIN);
+		return;
+	case AGENTD_TLS_WANT_WRITE:
+		set_interest(c, EPOLLOUT);
+		return;
+	case AGENTD_TLS_CLOSED:
+		conn_close(c, closed);
+		return;
+	default:
+		conn_close(c, failed);
+		return;
+	}
+}
+
 /* ---- responses ---------------------------------------------------------- */
 
 /* Error messages quote client input and may have been cut at a byte
@@ -268,24 +289,14 @@ static void process_input(struct agentd_conn *c)
 			n = c->leftover_len - c->leftover_off;
 		} else {
 			r = io_read(c, env->scratch, env->scratch_len, &n, &err);
-			switch (r) {
-			case AGENTD_TLS_OK:
-				if (n == 0) {
-					set_interest(c, EPOLLIN);
-					return;
-				}
-				break;
-			case AGENTD_TLS_WANT_READ:
+			if (r != AGENTD_TLS_OK) {
+				io_wait_or_close(c, r,
+						 c->reader.hdr_got ? "eof in the middle of a frame" : "eof",
+						 err.msg[0] ? err.msg : "read failed");
+				return;
+			}
+			if (n == 0) {
 				set_interest(c, EPOLLIN);
-				return;
-			case AGENTD_TLS_WANT_WRITE:
-				set_interest(c, EPOLLOUT);
-				return;
-			case AGENTD_TLS_CLOSED:
-				conn_close(c, c->reader.hdr_got ? "eof in the middle of a frame" : "eof");
-				return;
-			default:
-				conn_close(c, err.msg[0] ? err.msg : "read failed");
 				return;
 			}
 			data = env->scratch;
@@ -361,23 +372,13 @@ static void flush(struct agentd_conn *c)
 	while (c->out_off < c->out_len) {
 		size_t n = 0;
 		int r = io_write(c, c->out + c->out_off, c->out_len - c->out_off, &n, &err);
-		switch (r) {
-		case AGENTD_TLS_OK:
-			c->out_off += n;
-			continue;
-		case AGENTD_TLS_WANT_WRITE:
-			set_interest(c, EPOLLOUT);
-			return;
-		case AGENTD_TLS_WANT_READ:
-			set_interest(c, EPOLLIN);
-			return;
-		case AGENTD_TLS_CLOSED:
-			conn_close(c, "peer closed before reading the response");
-			return;
-		default:
-			conn_close(c, err.msg[0] ? err.msg : "write failed");
+
+		if (r != AGENTD_TLS_OK) {
+			io_wait_or_close(c, r, "peer closed before reading the response",
+					 err.msg[0] ? err.msg : "write failed");
 			return;
 		}
+		c->out_off += n;
 	}
 	free(c->out);
 	c->out = NULL;
@@ -398,22 +399,12 @@ static void handshake(struct agentd_conn *c)
 
 	vmlet_err_clear(&err);
 	r = agentd_tls_handshake(c->tls, &err);
-	switch (r) {
-	case AGENTD_TLS_OK:
-		break;
-	case AGENTD_TLS_WANT_READ:
-		set_interest(c, EPOLLIN);
-		return;
-	case AGENTD_TLS_WANT_WRITE:
-		set_interest(c, EPOLLOUT);
-		return;
-	case AGENTD_TLS_CLOSED:
-		conn_close(c, "peer closed during the TLS handshake");
-		return;
-	default:
+	if (r == AGENTD_TLS_ERROR)
 		vlog(VLOG_WARN, "tls_handshake_failed", "peer=%s error=%s", c->peer,
 		     vlog_str(err.msg, ebuf, sizeof(ebuf)));
-		conn_close(c, "TLS handshake failed");
+	if (r != AGENTD_TLS_OK) {
+		io_wait_or_close(c, r, "peer closed during the TLS handshake",
+				 "TLS handshake failed");
 		return;
 	}
 	vlog_str(agentd_tls_peer_identity(c->tls), c->identity, sizeof(c->identity));

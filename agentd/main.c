@@ -8,7 +8,6 @@
  *   4. NNG (threads start) dialling hostd without blocking;
  *   5. the event loop's descriptors, then the seccomp allowlist (TSYNC);
  *   6. serve until SIGINT/SIGTERM. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,80 +22,43 @@
 #include "agentd/privdrop.h"
 #include "agentd/tls.h"
 #include "shared/config.h"
+#include "shared/daemon.h"
 #include "shared/log.h"
 
 static struct vmlet_config cfg;
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: vmlet-agentd [--config FILE]\n"
-		   "  config path: --config, else $VMLET_CONFIG, else " VMLET_DEFAULT_CONFIG "\n");
-}
-
-static int fail(const char *event, const struct vmlet_err *err)
-{
-	char buf[VLOG_STR_MAX];
-
-	vlog(VLOG_ERROR, event, "code=%d error=%s", err->code, vlog_str(err->msg, buf, sizeof(buf)));
-	return 1;
-}
-
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *cli_config = NULL, *path;
+	const char *cli_config;
 	struct agentd_tls *tls = NULL;
 	struct agentd_hostclient *hc = NULL;
 	struct agentd_loop *loop = NULL;
 	struct agentd_local_listener local = { .fd = -1 };
-	int tcp_fd = -1, opt, rc = 1;
+	int tcp_fd = -1, rc = 1;
 	char tcp_addr[128] = "", hostd_sock[PATH_MAX], url[PATH_MAX + 8], pbuf[VLOG_STR_MAX];
 	struct vmlet_err err;
 
-	while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			cli_config = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
-	vlog_init("vmlet-agentd");
+	if (vmlet_daemon_args("vmlet-agentd", false, argc, argv, &cli_config, &rc) < 0)
+		return rc;
 	vmlet_err_clear(&err);
 	/* Peers that vanish must not kill us with SIGPIPE; SIGINT/SIGTERM are
 	 * blocked now, before any thread exists, and read from a signalfd. */
 	signal(SIGPIPE, SIG_IGN);
 	if (agentd_loop_block_signals(&err) < 0)
-		return fail("startup_failed", &err);
+		return vmlet_daemon_fail("startup_failed", &err);
 
-	path = vmlet_config_path(cli_config);
-	if (vmlet_config_load(path, &cfg, &err) < 0)
-		return fail("config_failed", &err);
-	vlog(VLOG_INFO, "config_loaded", "path=%s node_id=%s production=%d user=%s",
-	     vlog_str(path, pbuf, sizeof(pbuf)), cfg.node_id, cfg.production, cfg.agentd_user);
+	if (vmlet_daemon_load_config(cli_config, &cfg, &err) < 0)
+		return vmlet_daemon_fail("config_failed", &err);
 
 	if (agentd_listen_enabled(cfg.listen)) {
 		if (agentd_tls_init(&cfg, &tls, &err) < 0) {
-			rc = fail("tls_init_failed", &err);
+			rc = vmlet_daemon_fail("tls_init_failed", &err);
 			goto out;
 		}
 		vlog(VLOG_INFO, "tls_ready", "ca=%s cert=%s coordinators=%zu", cfg.tls_ca,
 		     cfg.tls_cert, cfg.n_coordinators);
 		if (agentd_listen_tcp(cfg.listen, &tcp_fd, tcp_addr, sizeof(tcp_addr), &err) < 0) {
-			rc = fail("listen_failed", &err);
+			rc = vmlet_daemon_fail("listen_failed", &err);
 			goto out;
 		}
 		vlog(VLOG_INFO, "listening", "transport=tls addr=%s", tcp_addr);
@@ -104,21 +66,21 @@ int main(int argc, char **argv)
 		vlog(VLOG_INFO, "tls_disabled", "reason=\"agentd.listen is off\"");
 	}
 	if (agentd_local_listen(&cfg, &local, &err) < 0) {
-		rc = fail("listen_failed", &err);
+		rc = vmlet_daemon_fail("listen_failed", &err);
 		goto out;
 	}
 	vlog(VLOG_INFO, "listening", "transport=local path=%s mode=0660 admin_group=%s", local.path,
 	     cfg.admin_group);
 
 	if (agentd_drop_privileges(&cfg, &err) < 0) {
-		rc = fail("privdrop_failed", &err);
+		rc = vmlet_daemon_fail("privdrop_failed", &err);
 		goto out;
 	}
 	vlog(VLOG_INFO, "privileges_dropped", "uid=%u gid=%u", (unsigned)getuid(), (unsigned)getgid());
 
 	if (vmlet_config_hostd_socket(&cfg, hostd_sock, sizeof(hostd_sock)) < 0) {
 		vmlet_err_set(&err, VMLET_E_INVALID, 0, "paths.hostd_socket_dir: path too long");
-		rc = fail("startup_failed", &err);
+		rc = vmlet_daemon_fail("startup_failed", &err);
 		goto out;
 	}
 	snprintf(url, sizeof(url), "ipc://%s", hostd_sock);
@@ -132,7 +94,7 @@ int main(int argc, char **argv)
 			.max_in_flight = cfg.max_connections * 2,
 		};
 		if (agentd_hostclient_open(&ho, &hc, &err) < 0) {
-			rc = fail("hostd_client_failed", &err);
+			rc = vmlet_daemon_fail("hostd_client_failed", &err);
 			goto out;
 		}
 	}
@@ -142,11 +104,11 @@ int main(int argc, char **argv)
 	    (tcp_fd >= 0 && agentd_loop_add_listener(loop, tcp_fd, AGENTD_TRANSPORT_TLS, &err) < 0) ||
 	    agentd_loop_add_listener(loop, local.fd, AGENTD_TRANSPORT_LOCAL, &err) < 0 ||
 	    agentd_loop_watch_signals(loop, &err) < 0) {
-		rc = fail("startup_failed", &err);
+		rc = vmlet_daemon_fail("startup_failed", &err);
 		goto out;
 	}
 	if (agentd_load_seccomp(&err) < 0) {
-		rc = fail("seccomp_failed", &err);
+		rc = vmlet_daemon_fail("seccomp_failed", &err);
 		goto out;
 	}
 	vlog(VLOG_INFO, "seccomp_loaded", NULL);
@@ -154,7 +116,7 @@ int main(int argc, char **argv)
 	     cfg.max_connections, cfg.max_frame, cfg.rate_per_sec, cfg.rate_burst);
 
 	if (agentd_loop_run(loop, &err) < 0) {
-		rc = fail("loop_failed", &err);
+		rc = vmlet_daemon_fail("loop_failed", &err);
 		goto out;
 	}
 	rc = 0;

@@ -8,10 +8,7 @@
 #include "ctl/reconcile.h"
 #include "ctl/transport.h"
 #include "shared/validate.h"
-
-#ifndef VMLET_VERSION
-#define VMLET_VERSION "0.1.0"
-#endif
+#include "shared/version.h"
 
 #define OPTS(a) (a), (sizeof(a) / sizeof((a)[0]))
 

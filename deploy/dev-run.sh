@@ -31,11 +31,8 @@ if ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; then
 fi
 
 # ---- users and groups (as installed by deploy/vmlet.sysusers.conf) ---------------
-getent group vmlet >/dev/null || groupadd --system vmlet || die "groupadd vmlet failed"
-getent passwd vmlet >/dev/null ||
-	useradd --system --gid vmlet --no-create-home --home-dir /nonexistent \
-		--shell /usr/sbin/nologin vmlet || die "useradd vmlet failed"
-getent group vmlet-admin >/dev/null || groupadd --system vmlet-admin || die "groupadd vmlet-admin failed"
+. "$ROOT/deploy/lib-users.sh"
+vmlet_ensure_users || die "could not create user vmlet / group vmlet-admin"
 
 # ---- the development directory ---------------------------------------------------------
 mkdir -p "$DEV" && chmod 0755 "$DEV"

@@ -88,10 +88,8 @@ fi
 if command -v systemd-sysusers >/dev/null 2>&1; then
 	systemd-sysusers "$SYSUSERSDIR/vmlet.conf"
 else
-	getent group vmlet >/dev/null || groupadd --system vmlet
-	getent passwd vmlet >/dev/null || useradd --system --gid vmlet --no-create-home \
-		--home-dir /nonexistent --shell /usr/sbin/nologin vmlet
-	getent group vmlet-admin >/dev/null || groupadd --system vmlet-admin
+	. "$ROOT/deploy/lib-users.sh"
+	vmlet_ensure_users || die "could not create user vmlet / group vmlet-admin"
 fi
 chown vmlet:vmlet "$STATEDIR/vmlet/agentd"
 if command -v systemd-tmpfiles >/dev/null 2>&1; then

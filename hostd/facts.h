@@ -9,10 +9,7 @@
 #include <stdint.h>
 
 #include "shared/config.h"
-
-#ifndef VMLET_VERSION
-#define VMLET_VERSION "0.1.0"
-#endif
+#include "shared/version.h"
 
 #define HOSTD_VERSION_MAX 64
 

@@ -6,7 +6,6 @@
  * SIGINT/SIGTERM are blocked before NNG starts its threads so that only
  * the main thread, in sigwaitinfo, ever sees them. */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,78 +18,33 @@
 #include "hostd/registry.h"
 #include "hostd/server.h"
 #include "shared/config.h"
+#include "shared/daemon.h"
 #include "shared/log.h"
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: vmlet-hostd [--config FILE] [--debug]\n"
-		"  --config FILE  system config (default: $VMLET_CONFIG, else %s)\n"
-		"  --debug        log every request\n",
-		VMLET_DEFAULT_CONFIG);
-}
-
-static int fail(const char *event, const struct vmlet_err *err)
-{
-	char qmsg[VLOG_STR_MAX];
-
-	vlog(VLOG_ERROR, event, "code=%d errno=%d error=%s", err->code, err->sys_errno,
-	     vlog_str(err->msg, qmsg, sizeof(qmsg)));
-	return 1;
-}
+#include "shared/version.h"
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "debug", no_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	static struct vmlet_config cfg;
 	static struct hostd_facts facts;
 	struct hostd_registry registry = { .tenants_fd = -1 };
 	struct hostd_server *server = NULL;
 	struct hostd_env env = { &cfg, &facts, &registry };
-	const char *cli_config = NULL, *config_path;
-	char qpath[VLOG_STR_MAX];
+	const char *cli_config;
 	struct vmlet_err err;
 	sigset_t stop_signals;
 	siginfo_t si;
-	int c, sig;
+	int status, sig;
 
-	vlog_init("vmlet-hostd");
-	while ((c = getopt_long(argc, argv, "c:dh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			cli_config = optarg;
-			break;
-		case 'd':
-			vlog_set_level(VLOG_DEBUG);
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (vmlet_daemon_args("vmlet-hostd", true, argc, argv, &cli_config, &status) < 0)
+		return status;
 	if (geteuid() != 0) {
 		vlog(VLOG_ERROR, "hostd_not_root",
 		     "reason=\"vmlet-hostd performs host operations and must run as root\"");
 		return 1;
 	}
 
-	config_path = vmlet_config_path(cli_config);
-	if (vmlet_config_load(config_path, &cfg, &err) < 0)
-		return fail("config_failed", &err);
-	vlog(VLOG_INFO, "config_loaded", "path=%s node_id=%s production=%d",
-	     vlog_str(config_path, qpath, sizeof(qpath)), cfg.node_id, cfg.production);
+	if (vmlet_daemon_load_config(cli_config, &cfg, &err) < 0)
+		return vmlet_daemon_fail("config_failed", &err);
 	/* Every file and final directory hostd creates gets an explicit mode;
 	 * the umask only shapes missing parents of the socket dir, which
 	 * agentd must be able to traverse (vmlet_ensure_dir makes them 0755). */
@@ -101,7 +55,7 @@ int main(int argc, char **argv)
 	sigaddset(&stop_signals, SIGTERM);
 	if (sigprocmask(SIG_BLOCK, &stop_signals, NULL) < 0) {
 		vmlet_err_sys(&err, VMLET_E_INTERNAL, "sigprocmask");
-		return fail("hostd_start_failed", &err);
+		return vmlet_daemon_fail("hostd_start_failed", &err);
 	}
 	signal(SIGPIPE, SIG_IGN);
 
@@ -109,10 +63,10 @@ int main(int argc, char **argv)
 
 	if (hostd_registry_create(cfg.state_dir, &err) < 0 ||
 	    hostd_registry_open(&registry, cfg.state_dir, &err) < 0)
-		return fail("hostd_start_failed", &err);
+		return vmlet_daemon_fail("hostd_start_failed", &err);
 	if (hostd_server_start(&server, &cfg, &env, &err) < 0) {
 		hostd_registry_close(&registry);
-		return fail("hostd_start_failed", &err);
+		return vmlet_daemon_fail("hostd_start_failed", &err);
 	}
 	vlog(VLOG_INFO, "hostd_started", "node_id=%s version=%s", cfg.node_id, VMLET_VERSION);
 

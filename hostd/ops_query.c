@@ -162,9 +162,37 @@ static void **ptr_vec_finish(struct ptr_vec *pv, struct hostd_reply *reply)
 	return out;
 }
 
-struct tenants_acc {
+/* What a list walk collects into. An accumulator that needs more embeds it
+ * as its FIRST member, so the visitor's arg is both. */
+struct list_acc {
 	struct hostd_reply *reply;
 	struct ptr_vec vec;
+};
+
+/* Walks the registry (below tenant and pool when not NULL) with V, whose
+ * callbacks push the list's elements onto acc->vec, then allocates the list
+ * result message (SIZE bytes) in the reply; the caller fills it and moves
+ * the elements in with ptr_vec_finish. NULL with err set on failure. */
+static void *walk_list(const struct hostd_env *env, const char *tenant, const char *pool,
+		       const struct hostd_registry_visitor *v, struct list_acc *acc, size_t size,
+		       struct vmlet_err *err)
+{
+	void *res;
+
+	if (hostd_registry_walk(env->registry, tenant, pool, v, acc, err) < 0)
+		goto fail;
+	res = hostd_reply_alloc(acc->reply, size);
+	if (res)
+		return res;
+	vmlet_err_set(err, VMLET_E_INTERNAL, 0, "out of memory");
+fail:
+	free(acc->vec.v);
+	acc->vec.v = NULL;
+	return NULL;
+}
+
+struct tenants_acc {
+	struct list_acc list; /* first: walk_list passes &list as the visitor's arg */
 	Vmlet__V1__TenantSummary *current; /* the walk is depth first */
 };
 
@@ -172,16 +200,17 @@ static int tenants_tenant(void *arg, const Vmlet__Host__V1__TenantRecord *t,
 			  struct vmlet_err *err)
 {
 	struct tenants_acc *a = arg;
-	Vmlet__V1__TenantSummary *s = hostd_reply_alloc(a->reply, sizeof(*s));
+	struct hostd_reply *reply = a->list.reply;
+	Vmlet__V1__TenantSummary *s = hostd_reply_alloc(reply, sizeof(*s));
 
 	if (!s)
 		return vmlet_err_set(err, VMLET_E_INTERNAL, 0, "out of memory");
 	vmlet__v1__tenant_summary__init(s);
-	s->tenant_id = hostd_reply_strdup(a->reply, t->tenant_id);
+	s->tenant_id = hostd_reply_strdup(reply, t->tenant_id);
 	s->tenant_net_id = t->tenant_net_id;
-	s->ipv4_subnet = hostd_reply_strdup(a->reply, t->ipv4_subnet);
+	s->ipv4_subnet = hostd_reply_strdup(reply, t->ipv4_subnet);
 	a->current = s;
-	return ptr_vec_push(&a->vec, s, err);
+	return ptr_vec_push(&a->list.vec, s, err);
 }
 
 static int tenants_pool(void *arg, const Vmlet__Host__V1__PoolRecord *p, struct vmlet_err *err)
@@ -202,23 +231,15 @@ int hostd_op_list_tenants(const struct hostd_env *env, const Vmlet__Host__V1__Ho
 {
 	static const struct hostd_registry_visitor v = { tenants_tenant, tenants_pool,
 							 tenants_instance };
-	struct tenants_acc a = { .reply = reply };
+	struct tenants_acc a = { .list.reply = reply };
 	Vmlet__V1__TenantListResult *res;
-	int rc;
 
-	rc = hostd_registry_walk(env->registry, NULL, NULL, &v, &a, err);
-	if (rc < 0) {
-		free(a.vec.v);
+	res = walk_list(env, NULL, NULL, &v, &a.list, sizeof(*res), err);
+	if (!res)
 		return -1;
-	}
-	res = hostd_reply_alloc(reply, sizeof(*res));
-	if (!res) {
-		free(a.vec.v);
-		return vmlet_err_set(err, VMLET_E_INTERNAL, 0, "out of memory");
-	}
 	vmlet__v1__tenant_list_result__init(res);
-	res->n_tenants = a.vec.n;
-	res->tenants = (Vmlet__V1__TenantSummary **)ptr_vec_finish(&a.vec, reply);
+	res->n_tenants = a.list.vec.n;
+	res->tenants = (Vmlet__V1__TenantSummary **)ptr_vec_finish(&a.list.vec, reply);
 	reply->resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_TENANTS;
 	reply->resp.tenants = res;
 	return 0;
@@ -248,15 +269,10 @@ static Vmlet__V1__InstanceInfo *instance_info(struct hostd_reply *reply,
 	return info;
 }
 
-struct instances_acc {
-	struct hostd_reply *reply;
-	struct ptr_vec vec;
-};
-
 static int instances_instance(void *arg, const Vmlet__Host__V1__InstanceRecord *i,
 			      struct vmlet_err *err)
 {
-	struct instances_acc *a = arg;
+	struct list_acc *a = arg;
 	Vmlet__V1__InstanceInfo *info = instance_info(a->reply, i);
 
 	if (!info)
@@ -269,7 +285,7 @@ int hostd_op_list_instances(const struct hostd_env *env, const Vmlet__Host__V1__
 {
 	static const struct hostd_registry_visitor v = { NULL, NULL, instances_instance };
 	const Vmlet__Host__V1__ListInstancesRequest *r = req->list_instances;
-	struct instances_acc a = { .reply = reply };
+	struct list_acc a = { .reply = reply };
 	Vmlet__V1__InstanceListResult *res;
 	bool has_tenant, has_pool;
 
@@ -285,16 +301,10 @@ int hostd_op_list_instances(const struct hostd_env *env, const Vmlet__Host__V1__
 	if (has_pool && vmlet_validate_id("list_instances.pool_id", r->pool_id, err) < 0)
 		return -1;
 
-	if (hostd_registry_walk(env->registry, has_tenant ? r->tenant_id : NULL,
-				has_pool ? r->pool_id : NULL, &v, &a, err) < 0) {
-		free(a.vec.v);
+	res = walk_list(env, has_tenant ? r->tenant_id : NULL, has_pool ? r->pool_id : NULL, &v, &a,
+			sizeof(*res), err);
+	if (!res)
 		return -1;
-	}
-	res = hostd_reply_alloc(reply, sizeof(*res));
-	if (!res) {
-		free(a.vec.v);
-		return vmlet_err_set(err, VMLET_E_INTERNAL, 0, "out of memory");
-	}
 	vmlet__v1__instance_list_result__init(res);
 	res->n_instances = a.vec.n;
 	res->instances = (Vmlet__V1__InstanceInfo **)ptr_vec_finish(&a.vec, reply);

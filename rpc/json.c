@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/path.h"
 #include "rpc/strict.h"
 #include "shared/log.h"
 
@@ -31,41 +32,16 @@
 /* ---- JSON path for error messages ("$.tenants[1].pools[0]") ------------- */
 
 struct jctx {
-	char path[VMLET_ERR_MSG_MAX / 2];
-	size_t len;
+	struct vmlet_path path;
 	struct vmlet_err *err;
 };
 
 static void jctx_init(struct jctx *c, struct vmlet_err *err)
 {
-	c->path[0] = '$';
-	c->path[1] = '\0';
-	c->len = 1;
+	c->path.buf[0] = '$';
+	c->path.buf[1] = '\0';
+	c->path.len = 1;
 	c->err = err;
-}
-
-static size_t path_append(struct jctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Returns the previous length for path_restore; an overlong path is cut. */
-static size_t path_append(struct jctx *c, const char *fmt, ...)
-{
-	size_t old = c->len;
-	size_t room = sizeof(c->path) - c->len;
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(c->path + c->len, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		c->len += (size_t)n < room ? (size_t)n : room - 1;
-	return old;
-}
-
-static void path_restore(struct jctx *c, size_t old)
-{
-	c->len = old;
-	c->path[old] = '\0';
 }
 
 static int jfail(struct jctx *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -78,7 +54,7 @@ static int jfail(struct jctx *c, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return vmlet_err_set(c->err, code, 0, "%s: %s", c->path, what);
+	return vmlet_err_set(c->err, code, 0, "%s: %s", c->path.buf, what);
 }
 
 static const char *json_type_name(const json_t *v)
@@ -359,10 +335,10 @@ static int check_depth(struct jctx *c, const json_t *v, int depth)
 		return jfail(c, VMLET_E_INVALID, "nesting deeper than %d", JSON_MAX_DEPTH);
 	if (json_is_array(v)) {
 		for (size_t i = 0; i < json_array_size(v); i++) {
-			size_t old = path_append(c, "[%zu]", i);
+			size_t old = vmlet_path_append(&c->path, "[%zu]", i);
 			int rc = check_depth(c, json_array_get(v, i), depth + 1);
 
-			path_restore(c, old);
+			vmlet_path_restore(&c->path, old);
 			if (rc < 0)
 				return -1;
 		}
@@ -373,10 +349,11 @@ static int check_depth(struct jctx *c, const json_t *v, int depth)
 		char kb[96];
 		const char *k = key_display(json_object_iter_key(it), json_object_iter_key_len(it),
 					    kb, sizeof(kb));
-		size_t old = k[0] == '"' ? path_append(c, "[%s]", k) : path_append(c, ".%s", k);
+		size_t old = k[0] == '"' ? vmlet_path_append(&c->path, "[%s]", k)
+					 : vmlet_path_append(&c->path, ".%s", k);
 		int rc = check_depth(c, json_object_iter_value(it), depth + 1);
 
-		path_restore(c, old);
+		vmlet_path_restore(&c->path, old);
 		if (rc < 0)
 			return -1;
 	}
@@ -555,7 +532,7 @@ static int decode_repeated(struct jctx *c, ProtobufCMessage *msg, const Protobuf
 	*count = 0;
 	for (size_t i = 0; i < n; i++) {
 		const json_t *elem = json_array_get(v, i);
-		size_t old = path_append(c, "[%zu]", i);
+		size_t old = vmlet_path_append(&c->path, "[%zu]", i);
 		int rc;
 
 		if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
@@ -576,7 +553,7 @@ static int decode_repeated(struct jctx *c, ProtobufCMessage *msg, const Protobuf
 			if (rc == 0)
 				(*count)++;
 		}
-		path_restore(c, old);
+		vmlet_path_restore(&c->path, old);
 		if (rc < 0)
 			return -1;
 	}
@@ -685,9 +662,9 @@ static int decode_message(struct jctx *c, ProtobufCMessage *msg, const json_t *o
 			return jfail(c, VMLET_E_INVALID, "unknown key %s",
 				     vlog_str(key, kb, sizeof(kb)));
 		}
-		old = path_append(c, ".%s", f->name);
+		old = vmlet_path_append(&c->path, ".%s", f->name);
 		rc = decode_field(c, msg, f, json_object_iter_value(it), depth);
-		path_restore(c, old);
+		vmlet_path_restore(&c->path, old);
 		if (rc < 0)
 			return -1;
 	}
@@ -761,7 +738,7 @@ static json_t *encode_message(struct jctx *c, const ProtobufCMessage *msg, int d
 
 static json_t *oom(struct jctx *c)
 {
-	vmlet_err_set(c->err, VMLET_E_INTERNAL, ENOMEM, "%s: out of memory", c->path);
+	vmlet_err_set(c->err, VMLET_E_INTERNAL, ENOMEM, "%s: out of memory", c->path.buf);
 	return NULL;
 }
 
@@ -870,7 +847,7 @@ static json_t *encode_repeated(struct jctx *c, const ProtobufCMessage *msg,
 	if (!a)
 		return oom(c);
 	for (size_t i = 0; i < n; i++) {
-		size_t old = path_append(c, "[%zu]", i);
+		size_t old = vmlet_path_append(&c->path, "[%zu]", i);
 		json_t *v;
 
 		if (f->type == PROTOBUF_C_TYPE_MESSAGE && !((ProtobufCMessage *const *)(const void *)arr)[i]) {
@@ -879,7 +856,7 @@ static json_t *encode_repeated(struct jctx *c, const ProtobufCMessage *msg,
 		} else {
 			v = encode_value(c, f, arr + i * esz, depth);
 		}
-		path_restore(c, old);
+		vmlet_path_restore(&c->path, old);
 		if (!v || json_array_append_new(a, v) < 0) {
 			json_decref(a);
 			return v ? oom(c) : NULL;
@@ -911,11 +888,11 @@ static json_t *encode_message(struct jctx *c, const ProtobufCMessage *msg, int d
 		if (has_presence_flag(f) &&
 		    !*(const protobuf_c_boolean *)field_cptr(msg, f->quantifier_offset))
 			continue; /* proto2 optional left unset */
-		old = path_append(c, ".%s", f->name);
+		old = vmlet_path_append(&c->path, ".%s", f->name);
 		v = f->label == PROTOBUF_C_LABEL_REPEATED ?
 			    encode_repeated(c, msg, f, depth) :
 			    encode_value(c, f, field_cptr(msg, f->offset), depth);
-		path_restore(c, old);
+		vmlet_path_restore(&c->path, old);
 		if (!v || json_object_set_new(obj, f->name, v) < 0) {
 			json_decref(obj);
 			return v ? oom(c) : NULL;

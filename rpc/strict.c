@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc/path.h"
+
 /* Our schemas nest 5 deep; anything near this is hostile or a bug. */
 #define STRICT_MAX_DEPTH 32
 
@@ -67,41 +69,15 @@ int vmlet_utf8_valid(const char *s, size_t len)
 /* ---- field path ("tenants[2].pools[0].pool_id") ------------------------- */
 
 struct strict_walk {
-	char path[VMLET_ERR_MSG_MAX / 2];
-	size_t len;
+	struct vmlet_path path;
 	const char *root; /* message type name, used when the path is empty */
 	struct vmlet_err *err;
 };
 
-static size_t path_append(struct strict_walk *w, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* Append to the path; returns the previous length for path_restore. A path
- * too long for the buffer is cut, which only shortens the message. */
-static size_t path_append(struct strict_walk *w, const char *fmt, ...)
-{
-	size_t old = w->len;
-	size_t room = sizeof(w->path) - w->len;
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(w->path + w->len, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		w->len += (size_t)n < room ? (size_t)n : room - 1;
-	return old;
-}
-
 static size_t path_field(struct strict_walk *w, const char *name)
 {
-	return w->len ? path_append(w, ".%s", name) : path_append(w, "%s", name);
-}
-
-static void path_restore(struct strict_walk *w, size_t old)
-{
-	w->len = old;
-	w->path[old] = '\0';
+	return w->path.len ? vmlet_path_append(&w->path, ".%s", name)
+			   : vmlet_path_append(&w->path, "%s", name);
 }
 
 static int walk_fail(struct strict_walk *w, int code, const char *fmt, ...)
@@ -115,7 +91,7 @@ static int walk_fail(struct strict_walk *w, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return vmlet_err_set(w->err, code, 0, "%s: %s", w->len ? w->path : w->root, what);
+	return vmlet_err_set(w->err, code, 0, "%s: %s", w->path.len ? w->path.buf : w->root, what);
 }
 
 /* ---- the walker ---------------------------------------------------------- */
@@ -256,19 +232,19 @@ static int walk_message(struct strict_walk *w, const ProtobufCMessage *msg,
 			if (!arr) {
 				old = path_field(w, f->name);
 				rc = walk_fail(w, VMLET_E_INTERNAL, "%zu elements but no array", n);
-				path_restore(w, old);
+				vmlet_path_restore(&w->path, old);
 				return rc;
 			}
 			for (size_t k = 0; k < n && rc == 0; k++) {
 				old = path_field(w, f->name);
-				path_append(w, "[%zu]", k);
+				vmlet_path_append(&w->path, "[%zu]", k);
 				rc = check_value(w, f, arr + k * esz, 1, depth);
-				path_restore(w, old);
+				vmlet_path_restore(&w->path, old);
 			}
 		} else {
 			old = path_field(w, f->name);
 			rc = check_value(w, f, member, 0, depth);
-			path_restore(w, old);
+			vmlet_path_restore(&w->path, old);
 		}
 		if (rc < 0)
 			return -1;
@@ -366,14 +342,14 @@ static int wire_scan(struct strict_walk *w, const ProtobufCMessageDescriptor *d,
 				break;
 			old = path_field(w, f->name);
 			if (f->label == PROTOBUF_C_LABEL_REPEATED)
-				path_append(w, "[%zu]", seen[f - d->fields]++);
+				vmlet_path_append(&w->path, "[%zu]", seen[f - d->fields]++);
 			if (f->type == PROTOBUF_C_TYPE_STRING) {
 				if (memchr(body, 0, (size_t)l))
 					rc = walk_fail(w, VMLET_E_INVALID, "string contains a NUL byte");
 			} else {
 				rc = wire_scan(w, f->descriptor, body, (size_t)l, depth + 1);
 			}
-			path_restore(w, old);
+			vmlet_path_restore(&w->path, old);
 			break;
 		}
 		default: /* groups: protobuf-c does not accept them either */

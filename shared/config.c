@@ -33,6 +33,8 @@
 #define WHY_LEN 256
 #define QUOTE_LEN 96
 #define HOSTD_SOCKET_NAME "hostd.sock"
+/* user, group and cgroup names: the portable set [A-Za-z0-9._-] */
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 struct key_def;
 typedef int (*parse_fn)(const struct key_def *k, const char *value, struct vmlet_config *cfg,
@@ -133,13 +135,9 @@ static int parse_u32(const struct key_def *k, const char *v, struct vmlet_config
 	unsigned long n;
 	char *end;
 
-	if (v[0] < '0' || v[0] > '9') {
-		snprintf(why, whylen, "%s is not a decimal integer", quote(v, q, sizeof(q)));
-		return -1;
-	}
 	errno = 0;
 	n = strtoul(v, &end, 10);
-	if (*end != '\0') {
+	if (v[0] < '0' || v[0] > '9' || *end != '\0') {
 		snprintf(why, whylen, "%s is not a decimal integer", quote(v, q, sizeof(q)));
 		return -1;
 	}
@@ -205,7 +203,7 @@ static int parse_name(const struct key_def *k, const char *v, struct vmlet_confi
 		      char *why, size_t whylen)
 {
 	char q[QUOTE_LEN];
-	size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+	size_t n = strspn(v, NAME_CHARS);
 
 	if (!v[0] || v[n] != '\0' || v[0] == '-') {
 		snprintf(why, whylen, "%s is not a user or group name ([A-Za-z0-9._-], not "
@@ -309,7 +307,7 @@ static int parse_cgroup_root(const struct key_def *k, const char *v, struct vmle
 	const char *p = v;
 
 	for (;;) {
-		size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+		size_t n = strspn(p, NAME_CHARS);
 		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.') ||
 		    (p[n] != '\0' && p[n] != '/')) {
 			snprintf(why, whylen,
@@ -553,59 +551,45 @@ static int fail_key(struct parse_ctx *c, const char *section, const char *key, i
 			     section, key, why);
 }
 
-static int lookup_uid(const char *name, uid_t *uid, gid_t *gid, int *sys_errno)
+enum id_db { ID_USER, ID_GROUP };
+
+/* NAME's uid and primary gid (ID_USER) or gid (ID_GROUP; uid unused).
+ * getpwnam_r/getgrnam_r want a buffer of unknown size: start at 16 KiB and
+ * grow on ERANGE up to 1 MiB. -1 with *sys_errno 0 means no such name. */
+static int lookup_id(enum id_db db, const char *name, uid_t *uid, gid_t *gid, int *sys_errno)
 {
-	struct passwd pw, *res = NULL;
 	size_t blen = 16384;
+	bool found = false;
 	int rc;
 
 	for (;;) {
 		_cleanup_free_ char *buf = malloc(blen);
-		if (!buf)
-		{
+		if (!buf) {
 			*sys_errno = ENOMEM;
 			return -1;
 		}
-		rc = getpwnam_r(name, &pw, buf, blen, &res);
-		if (rc == ERANGE && blen < (1u << 20)) {
-			blen *= 4;
-			continue;
+		if (db == ID_USER) {
+			struct passwd pw, *res = NULL;
+			rc = getpwnam_r(name, &pw, buf, blen, &res);
+			if (!rc && res) {
+				found = true;
+				*uid = pw.pw_uid;
+				*gid = pw.pw_gid;
+			}
+		} else {
+			struct group gr, *res = NULL;
+			rc = getgrnam_r(name, &gr, buf, blen, &res);
+			if (!rc && res) {
+				found = true;
+				*gid = gr.gr_gid;
+			}
 		}
-		break;
+		if (rc != ERANGE || blen >= (1u << 20))
+			break;
+		blen *= 4;
 	}
 	*sys_errno = rc;
-	if (rc || !res)
-		return -1;
-	*uid = pw.pw_uid;
-	*gid = pw.pw_gid;
-	return 0;
-}
-
-static int lookup_gid(const char *name, gid_t *gid, int *sys_errno)
-{
-	struct group gr, *res = NULL;
-	size_t blen = 16384;
-	int rc;
-
-	for (;;) {
-		_cleanup_free_ char *buf = malloc(blen);
-		if (!buf)
-		{
-			*sys_errno = ENOMEM;
-			return -1;
-		}
-		rc = getgrnam_r(name, &gr, buf, blen, &res);
-		if (rc == ERANGE && blen < (1u << 20)) {
-			blen *= 4;
-			continue;
-		}
-		break;
-	}
-	*sys_errno = rc;
-	if (rc || !res)
-		return -1;
-	*gid = gr.gr_gid;
-	return 0;
+	return found ? 0 : -1;
 }
 
 /* After the file: the environment, then checks that span keys. */
@@ -634,19 +618,19 @@ static int finish(struct parse_ctx *c)
 	if (strcmp(cfg->vmm, "firecracker") == 0 && !cfg->firecracker_binary[0])
 		return fail_key(c, "hostd", "firecracker_binary", 0,
 				"required when vmm = firecracker");
-	if (lookup_uid(cfg->agentd_user, &cfg->agentd_uid, &primary, &e) < 0) {
+	if (lookup_id(ID_USER, cfg->agentd_user, &cfg->agentd_uid, &primary, &e) < 0) {
 		snprintf(why, sizeof(why), "no such user %s%s%s", quote(cfg->agentd_user, q, sizeof(q)),
 			 e ? ": " : "", e ? strerror(e) : "");
 		return fail_key(c, "agentd", "user", e, why);
 	}
-	if (lookup_gid(cfg->agentd_group, &cfg->agentd_gid, &e) < 0) {
+	if (lookup_id(ID_GROUP, cfg->agentd_group, NULL, &cfg->agentd_gid, &e) < 0) {
 		snprintf(why, sizeof(why), "no such group %s%s%s",
 			 quote(cfg->agentd_group, q, sizeof(q)), e ? ": " : "", e ? strerror(e) : "");
 		return fail_key(c, "agentd", "group", e, why);
 	}
 	/* A missing admin group is not an error: then only root may use the
 	 * local socket. */
-	if (lookup_gid(cfg->admin_group, &cfg->admin_gid, &e) < 0)
+	if (lookup_id(ID_GROUP, cfg->admin_group, NULL, &cfg->admin_gid, &e) < 0)
 		cfg->admin_gid = (gid_t)-1;
 	return 0;
 }

@@ -43,39 +43,34 @@ int vmlet_read_fd(int fd, const char *name, size_t max, char **out, size_t *len,
 	if (!buf)
 		return vmlet_err_set(err, VMLET_E_INTERNAL, ENOMEM, "%s: out of memory", name);
 	for (;;) {
-		if (n == cap) {
-			char probe;
-			ssize_t r = read(fd, &probe, 1);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0)
-				return vmlet_err_sys(err, VMLET_E_INTERNAL, "%s: read", name);
-			if (r == 0)
-				break;
-			if (cap >= max)
-				return vmlet_err_set(err, VMLET_E_TOO_LARGE, 0,
-						     "%s: more than the limit of %zu bytes", name,
-						     max);
-			size_t ncap = cap < max / 2 ? cap * 2 + 4096 : max;
-			if (ncap > max)
-				ncap = max;
-			char *nbuf = realloc(buf, ncap + 1);
-			if (!nbuf)
-				return vmlet_err_set(err, VMLET_E_INTERNAL, ENOMEM,
-						     "%s: out of memory", name);
-			buf = nbuf;
-			cap = ncap;
-			buf[n++] = probe;
-			continue;
-		}
-		ssize_t r = read(fd, buf + n, cap - n);
+		/* A full buffer reads one probe byte: it grows only when the
+		 * file really is longer. */
+		bool full = n == cap;
+		char probe;
+		ssize_t r = full ? read(fd, &probe, 1) : read(fd, buf + n, cap - n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			return vmlet_err_sys(err, VMLET_E_INTERNAL, "%s: read", name);
 		if (r == 0)
 			break;
-		n += (size_t)r;
+		if (!full) {
+			n += (size_t)r;
+			continue;
+		}
+		if (cap >= max)
+			return vmlet_err_set(err, VMLET_E_TOO_LARGE, 0,
+					     "%s: more than the limit of %zu bytes", name, max);
+		size_t ncap = cap < max / 2 ? cap * 2 + 4096 : max;
+		if (ncap > max)
+			ncap = max;
+		char *nbuf = realloc(buf, ncap + 1);
+		if (!nbuf)
+			return vmlet_err_set(err, VMLET_E_INTERNAL, ENOMEM, "%s: out of memory",
+					     name);
+		buf = nbuf;
+		cap = ncap;
+		buf[n++] = probe;
 	}
 	buf[n] = '\0';
 	*out = vmlet_take_ptr(&buf);

@@ -31,13 +31,10 @@ E_VMLET_UID=
 
 wire() { timeout 60 "$PY" "$WIRE_PY" "$@"; }
 
-# ---- users and groups ---------------------------------------------------
+# ---- users and groups (the ones deploy/ creates) ----------------------------
+. "$T_ROOT/deploy/lib-users.sh"
 env_users() {
-	getent group vmlet >/dev/null || groupadd --system vmlet || return 1
-	getent passwd vmlet >/dev/null ||
-		useradd --system --gid vmlet --no-create-home --home-dir /nonexistent \
-			--shell /usr/sbin/nologin vmlet || return 1
-	getent group vmlet-admin >/dev/null || groupadd --system vmlet-admin || return 1
+	vmlet_ensure_users || return 1
 	E_ADMIN_GID=$(getent group vmlet-admin | cut -d: -f3)
 	E_VMLET_UID=$(id -u vmlet)
 }

@@ -218,22 +218,60 @@ static void wait_hostd(struct harness *h, bool up)
 	assert_true(agentd_hostclient_connected(h->hc) == up);
 }
 
+static void pump_until_in_flight(struct harness *h, size_t n)
+{
+	struct vmlet_err err;
+	for (int i = 0; i < PUMP_TURNS && agentd_hostclient_in_flight(h->hc) != n; i++)
+		assert_true(agentd_loop_run_once(h->loop, 10, &err) >= 0);
+	assert_int_equal(agentd_hostclient_in_flight(h->hc), n);
+}
+
+/* Starts the fake hostd in MODE and waits until agentd is connected to it. */
+static void hostd_up(struct harness *h, enum fake_hostd_mode mode)
+{
+	assert_int_equal(fake_hostd_start(&h->fh, h->url), 0);
+	atomic_store(&h->fh.mode, mode);
+	wait_hostd(h, true);
+}
+
+/* node_info on FD is answered with the fake hostd's node facts. */
+static void expect_node_info(struct harness *h, int fd)
+{
+	Vmlet__V1__AgentResponse *r;
+
+	send_node_info(fd);
+	r = read_response(h, fd);
+	assert_int_equal(r->response_case, VMLET__V1__AGENT_RESPONSE__RESPONSE_NODE_INFO);
+	assert_string_equal(r->node_info->node_id, FAKE_NODE_ID);
+	assert_int_equal(r->node_info->total_vcpus, 2);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
 /* ---- framing -------------------------------------------------------------------- */
+
+/* BYTES on a new connection lose the framing: Error{code}, its message
+ * containing NEEDLE (unless NULL), then agentd closes the connection. */
+static void expect_framing_lost(struct harness *h, const void *bytes, size_t len, uint32_t code,
+				const char *needle)
+{
+	char msg[VMLET_ERR_MSG_MAX];
+	int fd = client_connect(h);
+
+	send_all(fd, bytes, len);
+	expect_error(h, fd, code, msg, sizeof(msg));
+	if (needle)
+		assert_non_null(strstr(msg, needle));
+	expect_eof(h, fd);
+	close(fd);
+}
 
 static void oversize_frame_413_then_close(void **state)
 {
 	struct harness *h = *state;
 	const uint8_t hdr[4] = { 0x00, 0x20, 0x00, 0x00 }; /* 2 MiB > 1 MiB cap */
-	char msg[VMLET_ERR_MSG_MAX];
-	int fd;
 
 	harness_start(h);
-	fd = client_connect(h);
-	send_all(fd, hdr, 4);
-	expect_error(h, fd, 413, msg, sizeof(msg));
-	assert_non_null(strstr(msg, "2097152"));
-	expect_eof(h, fd);
-	close(fd);
+	expect_framing_lost(h, hdr, 4, 413, "2097152");
 	pump_until_connections(h, 0);
 }
 
@@ -241,31 +279,19 @@ static void garbage_bytes_413_then_close(void **state)
 {
 	struct harness *h = *state;
 	const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-	int fd;
 
 	harness_start(h);
-	fd = client_connect(h);
 	/* "GET " read as a length is 1195725856 bytes. */
-	send_all(fd, http, sizeof(http) - 1);
-	expect_error(h, fd, 413, NULL, 0);
-	expect_eof(h, fd);
-	close(fd);
+	expect_framing_lost(h, http, sizeof(http) - 1, 413, NULL);
 }
 
 static void zero_length_frame_400_then_close(void **state)
 {
 	struct harness *h = *state;
 	const uint8_t hdr[4] = { 0, 0, 0, 0 };
-	char msg[VMLET_ERR_MSG_MAX];
-	int fd;
 
 	harness_start(h);
-	fd = client_connect(h);
-	send_all(fd, hdr, 4);
-	expect_error(h, fd, 400, msg, sizeof(msg));
-	assert_non_null(strstr(msg, "zero-length"));
-	expect_eof(h, fd);
-	close(fd);
+	expect_framing_lost(h, hdr, 4, 400, "zero-length");
 }
 
 static void bad_protobuf_400_connection_kept(void **state)
@@ -451,7 +477,6 @@ static void serves_through_hostd_and_recovers(void **state)
 	struct harness *h = *state;
 	Vmlet__V1__AgentRequest req = VMLET__V1__AGENT_REQUEST__INIT;
 	Vmlet__V1__WakeInstanceRequest w = VMLET__V1__WAKE_INSTANCE_REQUEST__INIT;
-	Vmlet__V1__AgentResponse *r;
 	char msg[VMLET_ERR_MSG_MAX];
 	int fd;
 
@@ -460,14 +485,8 @@ static void serves_through_hostd_and_recovers(void **state)
 	send_node_info(fd);
 	expect_error(h, fd, 503, NULL, 0);
 
-	assert_int_equal(fake_hostd_start(&h->fh, h->url), 0);
-	wait_hostd(h, true);
-	send_node_info(fd);
-	r = read_response(h, fd);
-	assert_int_equal(r->response_case, VMLET__V1__AGENT_RESPONSE__RESPONSE_NODE_INFO);
-	assert_string_equal(r->node_info->node_id, FAKE_NODE_ID);
-	assert_int_equal(r->node_info->total_vcpus, 2);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
+	hostd_up(h, FAKE_REPLY);
+	expect_node_info(h, fd);
 
 	/* Wake: unknown -> hostd's 404; known -> an honest 501. */
 	req.request_case = VMLET__V1__AGENT_REQUEST__REQUEST_WAKE_INSTANCE;
@@ -494,44 +513,30 @@ static void serves_through_hostd_and_recovers(void **state)
 	wait_hostd(h, false);
 	send_node_info(fd);
 	expect_error(h, fd, 503, NULL, 0);
-	assert_int_equal(fake_hostd_start(&h->fh, h->url), 0);
-	wait_hostd(h, true);
-	send_node_info(fd);
-	r = read_response(h, fd);
-	assert_int_equal(r->response_case, VMLET__V1__AGENT_RESPONSE__RESPONSE_NODE_INFO);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
+	hostd_up(h, FAKE_REPLY);
+	expect_node_info(h, fd);
 	close(fd);
 }
 
 static void client_gone_while_hostd_works(void **state)
 {
 	struct harness *h = *state;
-	struct vmlet_err err;
 	int fd, other;
 
 	harness_start(h);
-	assert_int_equal(fake_hostd_start(&h->fh, h->url), 0);
-	atomic_store(&h->fh.mode, FAKE_SILENT);
-	wait_hostd(h, true);
+	hostd_up(h, FAKE_SILENT);
 	fd = client_connect(h);
 	send_node_info(fd);
-	for (int i = 0; i < PUMP_TURNS && agentd_hostclient_in_flight(h->hc) == 0; i++)
-		assert_true(agentd_loop_run_once(h->loop, 10, &err) >= 0);
-	assert_int_equal(agentd_hostclient_in_flight(h->hc), 1);
+	pump_until_in_flight(h, 1);
 	close(fd);
 	/* The connection goes; its request is cancelled and its late
 	 * completion is recognised as stale and dropped. */
 	pump_until_connections(h, 0);
-	for (int i = 0; i < PUMP_TURNS && agentd_hostclient_in_flight(h->hc) != 0; i++)
-		assert_true(agentd_loop_run_once(h->loop, 10, &err) >= 0);
-	assert_int_equal(agentd_hostclient_in_flight(h->hc), 0);
+	pump_until_in_flight(h, 0);
 	/* A new connection (likely the same slot) is not confused by it. */
 	atomic_store(&h->fh.mode, FAKE_REPLY);
 	other = client_connect(h);
-	send_node_info(other);
-	Vmlet__V1__AgentResponse *r = read_response(h, other);
-	assert_int_equal(r->response_case, VMLET__V1__AGENT_RESPONSE__RESPONSE_NODE_INFO);
-	protobuf_c_message_free_unpacked(&r->base, NULL);
+	expect_node_info(h, other);
 	close(other);
 }
 

@@ -100,6 +100,32 @@ static void node_facts_request(Vmlet__Host__V1__HostRequest *req,
 	req->node_facts = nf;
 }
 
+/* Starts the fake hostd in MODE and waits until the client is connected. */
+static void start_fake(struct fake_hostd *fh, struct agentd_hostclient *hc,
+		       enum fake_hostd_mode mode)
+{
+	assert_int_equal(fake_hostd_start(fh, url), 0);
+	atomic_store(&fh->mode, mode);
+	assert_true(wait_connected(hc, true));
+}
+
+/* One node_facts request with COOKIE to a fake hostd in MODE; *r holds
+ * what the client reported for it. */
+static void one_request(struct agentd_hostclient *hc, enum fake_hostd_mode mode, uint64_t cookie,
+			struct replies *r)
+{
+	Vmlet__Host__V1__HostRequest req;
+	Vmlet__Host__V1__NodeFactsRequest nf;
+	struct fake_hostd fh = { 0 };
+	struct vmlet_err err;
+
+	node_facts_request(&req, &nf);
+	start_fake(&fh, hc, mode);
+	assert_int_equal(agentd_hostclient_submit(hc, &req, cookie, NULL, &err), 0);
+	drain_until(hc, r, 1);
+	fake_hostd_stop(&fh);
+}
+
 static void hostd_down_is_503_at_once(void **state)
 {
 	struct agentd_hostclient *hc = open_client(10000, 4);
@@ -131,8 +157,7 @@ static void round_trip_and_recovery(void **state)
 
 	node_facts_request(&req, &nf);
 	/* hostd comes up after agentd: NNG's redial finds it. */
-	assert_int_equal(fake_hostd_start(&fh, url), 0);
-	assert_true(wait_connected(hc, true));
+	start_fake(&fh, hc, FAKE_REPLY);
 	assert_int_equal(agentd_hostclient_submit(hc, &req, 0x1234567800000009ull, NULL, &err), 0);
 	assert_int_equal(agentd_hostclient_in_flight(hc), 1);
 	drain_until(hc, &r, 1);
@@ -147,8 +172,7 @@ static void round_trip_and_recovery(void **state)
 	assert_true(wait_connected(hc, false));
 	assert_int_equal(agentd_hostclient_submit(hc, &req, 1, NULL, &err), -1);
 	assert_int_equal(err.code, 503);
-	assert_int_equal(fake_hostd_start(&fh, url), 0);
-	assert_true(wait_connected(hc, true));
+	start_fake(&fh, hc, FAKE_REPLY);
 	/* Several at once, each on its own context. */
 	for (uint64_t i = 0; i < 4; i++)
 		assert_int_equal(agentd_hostclient_submit(hc, &req, 100 + i, NULL, &err), 0);
@@ -167,43 +191,23 @@ static void round_trip_and_recovery(void **state)
 static void silent_hostd_times_out_503(void **state)
 {
 	struct agentd_hostclient *hc = open_client(200, 4);
-	Vmlet__Host__V1__HostRequest req;
-	Vmlet__Host__V1__NodeFactsRequest nf;
-	struct fake_hostd fh = { 0 };
 	struct replies r = { 0 };
-	struct vmlet_err err;
 
-	node_facts_request(&req, &nf);
-	assert_int_equal(fake_hostd_start(&fh, url), 0);
-	atomic_store(&fh.mode, FAKE_SILENT);
-	assert_true(wait_connected(hc, true));
-	assert_int_equal(agentd_hostclient_submit(hc, &req, 5, NULL, &err), 0);
-	drain_until(hc, &r, 1);
+	one_request(hc, FAKE_SILENT, 5, &r);
 	assert_int_equal(r.code, 503);
 	assert_int_equal(r.cookie, 5);
 	assert_string_equal(r.msg, "hostd unavailable: Timed out");
-	fake_hostd_stop(&fh);
 	agentd_hostclient_close(hc);
 }
 
 static void garbage_reply_is_500(void **state)
 {
 	struct agentd_hostclient *hc = open_client(10000, 4);
-	Vmlet__Host__V1__HostRequest req;
-	Vmlet__Host__V1__NodeFactsRequest nf;
-	struct fake_hostd fh = { 0 };
 	struct replies r = { 0 };
-	struct vmlet_err err;
 
-	node_facts_request(&req, &nf);
-	assert_int_equal(fake_hostd_start(&fh, url), 0);
-	atomic_store(&fh.mode, FAKE_GARBAGE);
-	assert_true(wait_connected(hc, true));
-	assert_int_equal(agentd_hostclient_submit(hc, &req, 6, NULL, &err), 0);
-	drain_until(hc, &r, 1);
+	one_request(hc, FAKE_GARBAGE, 6, &r);
 	assert_int_equal(r.code, 500);
 	assert_non_null(strstr(r.msg, "hostd sent an invalid reply"));
-	fake_hostd_stop(&fh);
 	agentd_hostclient_close(hc);
 }
 
@@ -218,9 +222,7 @@ static void cancel_completes_through_drain(void **state)
 	struct vmlet_err err;
 
 	node_facts_request(&req, &nf);
-	assert_int_equal(fake_hostd_start(&fh, url), 0);
-	atomic_store(&fh.mode, FAKE_SILENT);
-	assert_true(wait_connected(hc, true));
+	start_fake(&fh, hc, FAKE_SILENT);
 	assert_int_equal(agentd_hostclient_submit(hc, &req, 8, &op, &err), 0);
 	assert_non_null(op);
 	/* Let hostd take it, so the cancel hits the reply wait. */
@@ -250,9 +252,7 @@ static void close_with_requests_in_flight(void **state)
 	struct vmlet_err err;
 
 	node_facts_request(&req, &nf);
-	assert_int_equal(fake_hostd_start(&fh, url), 0);
-	atomic_store(&fh.mode, FAKE_SILENT);
-	assert_true(wait_connected(hc, true));
+	start_fake(&fh, hc, FAKE_SILENT);
 	assert_int_equal(agentd_hostclient_submit(hc, &req, 1, NULL, &err), 0);
 	assert_int_equal(agentd_hostclient_submit(hc, &req, 2, NULL, &err), 0);
 	/* Never drained: close must abort them and free everything. */

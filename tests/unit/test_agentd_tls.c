@@ -248,16 +248,22 @@ static void session_exchange(struct session *s)
 	assert_int_equal(rc, AGENTD_TLS_CLOSED);
 }
 
+/* Frees the server side and closes both sockets (no client thread). */
+static void session_free(struct session *s)
+{
+	agentd_tls_conn_free(s->conn);
+	agentd_tls_free(s->tls);
+	close(s->sfd);
+	close(s->cl.fd);
+}
+
 static void session_end(struct session *s)
 {
 	if (s->hs_rc != AGENTD_TLS_OK)
 		shutdown(s->sfd, SHUT_RDWR); /* a rejected client must not wait forever */
 	pthread_join(s->th, NULL);
 	agentd_tls_shutdown(s->conn);
-	agentd_tls_conn_free(s->conn);
-	agentd_tls_free(s->tls);
-	close(s->sfd);
-	close(s->cl.fd);
+	session_free(s);
 }
 
 /* ---- tests --------------------------------------------------------------------------------- */
@@ -394,11 +400,7 @@ static void garbage_client_fails(void **state)
 	assert_int_equal(s.hs_rc, AGENTD_TLS_ERROR);
 	print_message("server error: %s\n", s.err.msg);
 	assert_non_null(strstr(s.err.msg, "TLS handshake"));
-	/* No thread was started: clean up by hand. */
-	agentd_tls_conn_free(s.conn);
-	agentd_tls_free(s.tls);
-	close(s.sfd);
-	close(s.cl.fd);
+	session_free(&s); /* no client thread was started */
 }
 
 static void io_before_handshake_is_refused(void **state)
@@ -413,10 +415,7 @@ static void io_before_handshake_is_refused(void **state)
 	assert_int_equal(n, 0);
 	assert_int_equal(agentd_tls_write(s.conn, "x", 1, &n, &s.err), AGENTD_TLS_ERROR);
 	assert_int_equal(agentd_tls_pending(s.conn), 0);
-	agentd_tls_conn_free(s.conn);
-	agentd_tls_free(s.tls);
-	close(s.sfd);
-	close(s.cl.fd);
+	session_free(&s);
 }
 
 static void init_errors_name_the_file(void **state)

@@ -117,33 +117,6 @@ static void garbage_bytes_are_400(void **state)
 
 /* ---- hostile fields ------------------------------------------------------------- */
 
-static Vmlet__Host__V1__HostResponse *list_instances(struct hostd_fixture *fx, const char *t,
-						     const char *p)
-{
-	Vmlet__Host__V1__HostRequest req = VMLET__HOST__V1__HOST_REQUEST__INIT;
-	Vmlet__Host__V1__ListInstancesRequest li = VMLET__HOST__V1__LIST_INSTANCES_REQUEST__INIT;
-
-	li.tenant_id = (char *)t;
-	li.pool_id = (char *)p;
-	req.op_case = OP(LIST_INSTANCES);
-	req.list_instances = &li;
-	return hostd_call(fx, &req);
-}
-
-static Vmlet__Host__V1__HostResponse *lookup(struct hostd_fixture *fx, const char *t,
-					     const char *p, const char *i)
-{
-	Vmlet__Host__V1__HostRequest req = VMLET__HOST__V1__HOST_REQUEST__INIT;
-	Vmlet__Host__V1__LookupInstanceRequest li = VMLET__HOST__V1__LOOKUP_INSTANCE_REQUEST__INIT;
-
-	li.tenant_id = (char *)t;
-	li.pool_id = (char *)p;
-	li.instance_id = (char *)i;
-	req.op_case = OP(LOOKUP_INSTANCE);
-	req.lookup_instance = &li;
-	return hostd_call(fx, &req);
-}
-
 static const char *const bad_ids[] = {
 	"../x", "..", ".", "a/b", "/etc", "Bad_ID", "UPPER", "-lead", "trail-", "sp ace",
 	"tab\t", "new\nline", "a..b/..", "\xc3\xa9t\xc3\xa9", /* "été": valid UTF-8, not an id */
@@ -155,13 +128,15 @@ static void list_instances_rejects_bad_ids(void **state)
 	struct hostd_fixture *fx = *state;
 
 	for (size_t k = 0; k < sizeof(bad_ids) / sizeof(bad_ids[0]); k++) {
-		assert_error(list_instances(fx, bad_ids[k], ""), 400, "list_instances.tenant_id");
-		assert_error(list_instances(fx, "acme", bad_ids[k]), 400, "list_instances.pool_id");
+		assert_error(hostd_call_list_instances(fx, bad_ids[k], ""), 400,
+			     "list_instances.tenant_id");
+		assert_error(hostd_call_list_instances(fx, "acme", bad_ids[k]), 400,
+			     "list_instances.pool_id");
 	}
 	/* a pool without its tenant is meaningless */
-	assert_error(list_instances(fx, "", "web"), 400,
+	assert_error(hostd_call_list_instances(fx, "", "web"), 400,
 		     "list_instances.pool_id: requires list_instances.tenant_id");
-	assert_error(list_instances(fx, "", "../x"), 400, "list_instances.pool_id");
+	assert_error(hostd_call_list_instances(fx, "", "../x"), 400, "list_instances.pool_id");
 	assert_int_equal(count_entries(fx->cfg.state_dir), 1); /* only tenants/ */
 	assert_int_equal(count_entries(fx->reg.state_dir), 1);
 }
@@ -176,17 +151,19 @@ static void lookup_rejects_bad_ids(void **state)
 	};
 
 	/* every field is required */
-	assert_error(lookup(fx, "", "web", "i-12345678"), 400, "lookup_instance.tenant_id");
-	assert_error(lookup(fx, "acme", "", "i-12345678"), 400, "lookup_instance.pool_id");
-	assert_error(lookup(fx, "acme", "web", ""), 400, "lookup_instance.instance_id");
+	assert_error(hostd_call_lookup(fx, "", "web", "i-12345678"), 400,
+		     "lookup_instance.tenant_id");
+	assert_error(hostd_call_lookup(fx, "acme", "", "i-12345678"), 400,
+		     "lookup_instance.pool_id");
+	assert_error(hostd_call_lookup(fx, "acme", "web", ""), 400, "lookup_instance.instance_id");
 	for (size_t k = 0; k < sizeof(bad_ids) / sizeof(bad_ids[0]); k++) {
-		assert_error(lookup(fx, bad_ids[k], "web", "i-12345678"), 400,
+		assert_error(hostd_call_lookup(fx, bad_ids[k], "web", "i-12345678"), 400,
 			     "lookup_instance.tenant_id");
-		assert_error(lookup(fx, "acme", bad_ids[k], "i-12345678"), 400,
+		assert_error(hostd_call_lookup(fx, "acme", bad_ids[k], "i-12345678"), 400,
 			     "lookup_instance.pool_id");
 	}
 	for (size_t k = 0; k < sizeof(bad_instances) / sizeof(bad_instances[0]); k++)
-		assert_error(lookup(fx, "acme", "web", bad_instances[k]), 400,
+		assert_error(hostd_call_lookup(fx, "acme", "web", bad_instances[k]), 400,
 			     "lookup_instance.instance_id");
 	snprintf(tenants, sizeof(tenants), "%s/tenants", fx->cfg.state_dir);
 	assert_int_equal(count_entries(tenants), 0);
@@ -204,7 +181,8 @@ static void empty_submessage_is_validated(void **state)
 static void error_messages_stay_ascii(void **state)
 {
 	struct hostd_fixture *fx = *state;
-	Vmlet__Host__V1__HostResponse *resp = list_instances(fx, "\xc3\xa9t\xc3\xa9", "");
+	Vmlet__Host__V1__HostResponse *resp =
+		hostd_call_list_instances(fx, "\xc3\xa9t\xc3\xa9", "");
 
 	/* the quoted value may be cut anywhere: non-ASCII never goes back */
 	assert_non_null(resp);
@@ -273,20 +251,21 @@ static void empty_registry_is_empty(void **state)
 	assert_int_equal(resp->tenants->n_tenants, 0);
 	hostd_resp_free(resp);
 
-	resp = list_instances(fx, "", "");
+	resp = hostd_call_list_instances(fx, "", "");
 	assert_non_null(resp);
 	assert_int_equal(resp->result_case, RESULT(INSTANCES));
 	assert_int_equal(resp->instances->n_instances, 0);
 	hostd_resp_free(resp);
 
 	/* an unknown tenant filters to nothing; it is not an error */
-	resp = list_instances(fx, "nobody-here", "web");
+	resp = hostd_call_list_instances(fx, "nobody-here", "web");
 	assert_non_null(resp);
 	assert_int_equal(resp->result_case, RESULT(INSTANCES));
 	assert_int_equal(resp->instances->n_instances, 0);
 	hostd_resp_free(resp);
 
-	assert_error(lookup(fx, "t", "p", "i-00000000"), 404, "instance t/p/i-00000000 not found");
+	assert_error(hostd_call_lookup(fx, "t", "p", "i-00000000"), 404,
+		     "instance t/p/i-00000000 not found");
 }
 
 int main(void)

@@ -245,33 +245,6 @@ static Vmlet__Host__V1__HostResponse *simple(struct hostd_fixture *fx, int op)
 	return hostd_call(fx, &req);
 }
 
-static Vmlet__Host__V1__HostResponse *list_instances(struct hostd_fixture *fx, const char *t,
-						     const char *p)
-{
-	Vmlet__Host__V1__HostRequest req = VMLET__HOST__V1__HOST_REQUEST__INIT;
-	Vmlet__Host__V1__ListInstancesRequest li = VMLET__HOST__V1__LIST_INSTANCES_REQUEST__INIT;
-
-	li.tenant_id = (char *)t;
-	li.pool_id = (char *)p;
-	req.op_case = OP(LIST_INSTANCES);
-	req.list_instances = &li;
-	return hostd_call(fx, &req);
-}
-
-static Vmlet__Host__V1__HostResponse *lookup(struct hostd_fixture *fx, const char *t,
-					     const char *p, const char *i)
-{
-	Vmlet__Host__V1__HostRequest req = VMLET__HOST__V1__HOST_REQUEST__INIT;
-	Vmlet__Host__V1__LookupInstanceRequest li = VMLET__HOST__V1__LOOKUP_INSTANCE_REQUEST__INIT;
-
-	li.tenant_id = (char *)t;
-	li.pool_id = (char *)p;
-	li.instance_id = (char *)i;
-	req.op_case = OP(LOOKUP_INSTANCE);
-	req.lookup_instance = &li;
-	return hostd_call(fx, &req);
-}
-
 /* ---- tests ------------------------------------------------------------------------- */
 
 static void stats_count_only_valid_records(void **state)
@@ -322,7 +295,7 @@ static void instances_listed_and_filtered(void **state)
 	static const char *const all[] = { "i-000000aa", "i-000000ab", "i-00000001", "i-00000002",
 					   "i-00000003", "i-00000004" };
 
-	resp = list_instances(fx, "", "");
+	resp = hostd_call_list_instances(fx, "", "");
 	assert_non_null(resp);
 	assert_int_equal(resp->result_case, RESULT(INSTANCES));
 	il = resp->instances;
@@ -342,15 +315,15 @@ static void instances_listed_and_filtered(void **state)
 	assert_string_equal(il->instances[2]->spec_hash, "sha256:abc");
 	hostd_resp_free(resp);
 
-	resp = list_instances(fx, "acme", "");
+	resp = hostd_call_list_instances(fx, "acme", "");
 	assert_int_equal(resp->instances->n_instances, 6);
 	hostd_resp_free(resp);
-	resp = list_instances(fx, "acme", "web");
+	resp = hostd_call_list_instances(fx, "acme", "web");
 	assert_int_equal(resp->instances->n_instances, 4);
 	for (size_t k = 0; k < 4; k++)
 		assert_string_equal(resp->instances->instances[k]->pool_id, "web");
 	hostd_resp_free(resp);
-	resp = list_instances(fx, "acme", "db");
+	resp = hostd_call_list_instances(fx, "acme", "db");
 	assert_int_equal(resp->instances->n_instances, 2);
 	hostd_resp_free(resp);
 	/* ignored and unknown things list as nothing */
@@ -360,7 +333,7 @@ static void instances_listed_and_filtered(void **state)
 		{ "norecord", "" }, { "afile", "" }, { "acme", "nope" },
 	};
 	for (size_t k = 0; k < sizeof(empty) / sizeof(empty[0]); k++) {
-		resp = list_instances(fx, empty[k][0], empty[k][1]);
+		resp = hostd_call_list_instances(fx, empty[k][0], empty[k][1]);
 		assert_non_null(resp);
 		assert_int_equal(resp->result_case, RESULT(INSTANCES));
 		if (resp->instances->n_instances != 0)
@@ -388,7 +361,7 @@ static void lookup_finds_only_valid_records(void **state)
 		{ "zzz", "web", "i-00000001" },
 	};
 
-	resp = lookup(fx, "acme", "web", "i-00000002");
+	resp = hostd_call_lookup(fx, "acme", "web", "i-00000002");
 	assert_non_null(resp);
 	assert_int_equal(resp->result_case, RESULT(INSTANCE));
 	assert_string_equal(resp->instance->tenant_id, "acme");
@@ -400,7 +373,7 @@ static void lookup_finds_only_valid_records(void **state)
 	for (size_t k = 0; k < sizeof(absent) / sizeof(absent[0]); k++) {
 		char want[128];
 
-		resp = lookup(fx, absent[k][0], absent[k][1], absent[k][2]);
+		resp = hostd_call_lookup(fx, absent[k][0], absent[k][1], absent[k][2]);
 		assert_non_null(resp);
 		snprintf(want, sizeof(want), "instance %s/%s/%s not found", absent[k][0],
 			 absent[k][1], absent[k][2]);
@@ -435,7 +408,7 @@ static void records_are_private_and_updates_replace(void **state)
 
 	/* rewriting a record replaces it */
 	put_instance(fx, "acme", "web", "i-00000001", ST(STOPPED), 2, 256);
-	resp = lookup(fx, "acme", "web", "i-00000001");
+	resp = hostd_call_lookup(fx, "acme", "web", "i-00000001");
 	assert_int_equal(resp->result_case, RESULT(INSTANCE));
 	assert_int_equal(resp->instance->state, ST(STOPPED));
 	hostd_resp_free(resp);

@@ -115,6 +115,36 @@ static inline Vmlet__Host__V1__HostResponse *hostd_call(struct hostd_fixture *fx
 	return resp;
 }
 
+/* ListInstances for tenant T and pool P (NULL or "" = all). */
+static inline Vmlet__Host__V1__HostResponse *
+hostd_call_list_instances(struct hostd_fixture *fx, const char *t, const char *p)
+{
+	Vmlet__Host__V1__HostRequest req = VMLET__HOST__V1__HOST_REQUEST__INIT;
+	Vmlet__Host__V1__ListInstancesRequest li = VMLET__HOST__V1__LIST_INSTANCES_REQUEST__INIT;
+
+	li.tenant_id = (char *)t;
+	li.pool_id = (char *)p;
+	req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_LIST_INSTANCES;
+	req.list_instances = &li;
+	return hostd_call(fx, &req);
+}
+
+/* LookupInstance T/P/I. */
+static inline Vmlet__Host__V1__HostResponse *hostd_call_lookup(struct hostd_fixture *fx,
+							       const char *t, const char *p,
+							       const char *i)
+{
+	Vmlet__Host__V1__HostRequest req = VMLET__HOST__V1__HOST_REQUEST__INIT;
+	Vmlet__Host__V1__LookupInstanceRequest li = VMLET__HOST__V1__LOOKUP_INSTANCE_REQUEST__INIT;
+
+	li.tenant_id = (char *)t;
+	li.pool_id = (char *)p;
+	li.instance_id = (char *)i;
+	req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_LOOKUP_INSTANCE;
+	req.lookup_instance = &li;
+	return hostd_call(fx, &req);
+}
+
 static inline void hostd_resp_free(Vmlet__Host__V1__HostResponse *resp)
 {
 	if (resp)
