@@ -51,6 +51,8 @@ struct vmm_spec {
 	const char *control_socket; /* QMP / API unix socket the VMM creates */
 	const char *console_log;    /* serial console output file */
 	int tap_fd;                 /* open TAP fd for the NIC, or -1: no NIC */
+	const char *tap_name;       /* firecracker: the TAP by name (it opens it
+				     * itself), or NULL; tap_fd stays -1 */
 	const char *mac;            /* "52:54:00:12:34:56"; required with tap_fd */
 	struct vmm_drive drives[VMM_MAX_DRIVES];
 	size_t n_drives;
@@ -81,6 +83,9 @@ struct vmm_conn {
  * are milliseconds for the whole operation. */
 struct vmm_driver {
 	const char *name; /* "qemu", "firecracker" */
+	/* The VMM writes the guest console to its stdout (firecracker): the
+	 * jail opens spec.console_log and makes it the VMM's fd 1. */
+	bool console_on_stdout;
 	/* Check the spec again and write the VMM's argv (no fork, no I/O). */
 	int (*build_argv)(const struct vmm_spec *spec, struct vmm_argv *out,
 			  struct vmlet_err *err);
@@ -88,6 +93,11 @@ struct vmm_driver {
 	 * until it appears or timeout_ms passes; handshake included. */
 	int (*connect)(const char *control_socket, int timeout_ms, struct vmm_conn **out,
 		       struct vmlet_err *err);
+	/* Optional (NULL when argv already boots the guest, as QEMU's does).
+	 * Configure a fresh VMM for spec over its API and start the guest.
+	 * Not called with spec.incoming. */
+	int (*boot)(struct vmm_conn *c, const struct vmm_spec *spec, int timeout_ms,
+		    struct vmlet_err *err);
 	/* Stop the vCPUs (state "warm"); memory stays in the process. */
 	int (*pause)(struct vmm_conn *c, int timeout_ms, struct vmlet_err *err);
 	/* Run the vCPUs again after pause or restore. */
@@ -99,17 +109,39 @@ struct vmm_driver {
 	/* For a VMM started with spec.incoming: load the state from fd (open
 	 * for reading) and resume the guest. On failure the VMM may exit. */
 	int (*restore_from_fd)(struct vmm_conn *c, int fd, int timeout_ms, struct vmlet_err *err);
+	/* For a VMM that writes/reads its snapshot BY PATH (firecracker;
+	 * then snapshot_to_fd/restore_from_fd answer 501, and these are NULL
+	 * for fd-based drivers). dir is absolute as the VMM sees it: hostd
+	 * bind-mounts a directory beneath the instance's 0700 snapshot dir
+	 * there (rw and EMPTY for a snapshot, ro for a restore). The files
+	 * are VMM_SNAP_STATE_FILE and VMM_SNAP_MEM_FILE. After snapshot_to_dir
+	 * the VM is paused and the process still runs: hostd kills it, then
+	 * checks (openat2 RESOLVE_BENEATH|NO_SYMLINKS, regular, nlink 1,
+	 * owned by the instance uid), chowns to root and chmods 0600 both
+	 * files. A restored VM maps the memory file for its whole life: the
+	 * directory it was restored from must not change until it is gone,
+	 * so the next snapshot goes to a new directory. */
+	int (*snapshot_to_dir)(struct vmm_conn *c, const char *dir, int timeout_ms,
+			       struct vmlet_err *err);
+	int (*restore_from_dir)(struct vmm_conn *c, const char *dir, int timeout_ms,
+				struct vmlet_err *err);
 	/* Ask the guest to power off and wait up to graceful_ms (0: skip);
 	 * then force the VMM to quit, waiting up to timeout_ms for that.
 	 * *graceful (may be NULL) says whether the guest powered off itself.
 	 * Success means the VMM is ending; hostd reaps the process (and kills
-	 * its cgroup if anything lingers). */
+	 * its cgroup if anything lingers). A VMM with no quit request
+	 * (firecracker) fails with VMLET_E_NOT_IMPLEMENTED when the guest
+	 * did not power off within graceful_ms: hostd kills the process. */
 	int (*shutdown)(struct vmm_conn *c, int graceful_ms, int timeout_ms, bool *graceful,
 			struct vmlet_err *err);
 	/* Close the connection; the VMM keeps running. NULL is fine. */
 	void (*disconnect)(struct vmm_conn *c);
 };
 
+#define VMM_SNAP_STATE_FILE "vmstate"
+#define VMM_SNAP_MEM_FILE "mem"
+
 extern const struct vmm_driver vmm_qemu_driver;
+extern const struct vmm_driver vmm_firecracker_driver;
 
 #endif
