@@ -27,6 +27,11 @@ const struct ctl_opt ctl_opts[] = {
 	{ "--node-id", CTL_O_NODE_ID, CTL_OPT_VALUE, false, "ID", NULL },
 	{ "--san", CTL_O_SAN, CTL_OPT_LIST, false, "SAN", NULL },
 	{ "--force", CTL_O_FORCE, CTL_OPT_FLAG, false, NULL, NULL },
+	{ "--key", CTL_O_SIGNING_KEY, CTL_OPT_VALUE, false, "FILE", NULL },
+	{ "--out", CTL_O_OUT, CTL_OPT_VALUE, false, "PATH", NULL },
+	{ "-o", CTL_O_OUT, CTL_OPT_VALUE, false, "PATH", NULL },
+	{ "--sign-key", CTL_O_SIGN_KEY, CTL_OPT_VALUE, false, "FILE", NULL },
+	{ "--key-id", CTL_O_KEY_ID, CTL_OPT_VALUE, false, "ID", NULL },
 };
 const size_t ctl_n_opts = sizeof(ctl_opts) / sizeof(ctl_opts[0]);
 
@@ -71,21 +76,25 @@ static bool cmd_accepts(const struct ctl_command *cmd, enum ctl_opt_id id)
 }
 
 /* Find the option named by arg ("--x", "--x=v", "-f"); *inline_val points
- * after '=' when the value was attached. */
-static const struct ctl_opt *find_opt(const char *arg, const char **inline_val)
+ * after '=' when the value was attached. A name defined both globally and
+ * for cmd resolves to cmd's own option. */
+static const struct ctl_opt *find_opt(const char *arg, const struct ctl_command *cmd,
+				      const char **inline_val)
 {
 	const char *eq = strchr(arg, '=');
 	size_t len = eq && arg[1] == '-' ? (size_t)(eq - arg) : strlen(arg);
+	const struct ctl_opt *found = NULL;
 
 	*inline_val = NULL;
 	for (size_t i = 0; i < ctl_n_opts; i++) {
-		if (strlen(ctl_opts[i].name) == len && strncmp(ctl_opts[i].name, arg, len) == 0) {
-			if (len < strlen(arg))
-				*inline_val = arg + len + 1;
-			return &ctl_opts[i];
-		}
+		if (strlen(ctl_opts[i].name) != len || strncmp(ctl_opts[i].name, arg, len) != 0)
+			continue;
+		if (!found || (!ctl_opts[i].global && cmd_accepts(cmd, ctl_opts[i].id)))
+			found = &ctl_opts[i];
 	}
-	return NULL;
+	if (found && len < strlen(arg))
+		*inline_val = arg + len + 1;
+	return found;
 }
 
 /* argv[*i] is an option: record it (and its value) in inv. */
@@ -94,7 +103,7 @@ static int take_option(struct ctl_invocation *inv, int argc, char *const argv[],
 {
 	const char *arg = argv[*i];
 	const char *val;
-	const struct ctl_opt *o = find_opt(arg, &val);
+	const struct ctl_opt *o = find_opt(arg, inv->cmd, &val);
 	char cmdname[64];
 
 	if (!o)

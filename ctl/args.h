@@ -34,6 +34,10 @@ enum ctl_opt_id {
 	CTL_O_NODE_ID,
 	CTL_O_SAN,
 	CTL_O_FORCE,
+	CTL_O_SIGNING_KEY, /* sign --key FILE (the command's own --key, not TLS's) */
+	CTL_O_OUT,         /* keys gen --out PREFIX, sign -o FILE */
+	CTL_O_SIGN_KEY,    /* reconcile --sign-key FILE */
+	CTL_O_KEY_ID,      /* reconcile --key-id ID */
 	CTL_O__COUNT
 };
 
@@ -43,6 +47,9 @@ enum ctl_opt_kind {
 	CTL_OPT_LIST,  /* one value, may repeat */
 };
 
+/* A name may appear twice, once global and once for some commands
+ * (--key: the TLS client key, and sign's signing key): after such a
+ * command its own option wins. */
 struct ctl_opt {
 	const char *name; /* "--socket", "-f" */
 	enum ctl_opt_id id;

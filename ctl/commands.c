@@ -6,7 +6,9 @@
 #include "certs/certs.h"
 #include "ctl/output.h"
 #include "ctl/reconcile.h"
+#include "ctl/sign.h"
 #include "ctl/transport.h"
+#include "shared/safefile.h"
 #include "shared/validate.h"
 #include "shared/version.h"
 
@@ -81,6 +83,19 @@ static int check_certs_init(struct ctl_invocation *inv, struct vmlet_err *err)
 	return vmlet_validate_id("--node-id", ctl_opt_value(inv, CTL_O_NODE_ID), err);
 }
 
+/* Signing is both or nothing: a key without the id agentd should look it
+ * up by (or the reverse) is a usage error, as is a malformed id. */
+static int check_reconcile(struct ctl_invocation *inv, struct vmlet_err *err)
+{
+	bool key = ctl_opt_given(inv, CTL_O_SIGN_KEY), id = ctl_opt_given(inv, CTL_O_KEY_ID);
+
+	if (key != id)
+		return vmlet_err_set(err, VMLET_E_INVALID, 0,
+				     "--sign-key and --key-id go together (missing %s)",
+				     key ? "--key-id ID" : "--sign-key FILE");
+	return id ? vmlet_validate_id("--key-id", ctl_opt_value(inv, CTL_O_KEY_ID), err) : 0;
+}
+
 /* ---- building requests -------------------------------------------------- */
 
 static int build_node_info(const struct ctl_invocation *inv, struct ctl_request *r,
@@ -124,6 +139,20 @@ static int build_reconcile(const struct ctl_invocation *inv, struct ctl_request 
 	if (ctl_desired_state_load(ctl_opt_value(inv, CTL_O_FILE), &ds, err) < 0)
 		return -1;
 	ctl_request_reconcile(r, ds);
+	if (!ctl_opt_given(inv, CTL_O_SIGN_KEY))
+		return 0;
+	/* Signed over vmlet_pack(ds): the exact bytes of the desired state
+	 * inside the request being sent (agentd re-packs what it decodes and
+	 * gets the same bytes; agentd/signature.h). */
+	if (ctl_sign_desired_state(ctl_opt_value(inv, CTL_O_SIGN_KEY), ds, r->signature_bytes,
+				   err) < 0)
+		return vmlet_err_prefix(err, "--sign-key: ");
+	vmlet__v1__signature__init(&r->signature);
+	copy_id(r->signature_key_id, sizeof(r->signature_key_id), ctl_opt_value(inv, CTL_O_KEY_ID));
+	r->signature.key_id = r->signature_key_id;
+	r->signature.ed25519.data = r->signature_bytes;
+	r->signature.ed25519.len = sizeof(r->signature_bytes);
+	r->reconcile.signature = &r->signature;
 	return 0;
 }
 
@@ -163,6 +192,79 @@ static int run_certs_init(const struct ctl_invocation *inv, FILE *out, FILE *err
 	return CTL_EXIT_OK;
 }
 
+static int print_json(FILE *out, FILE *errf, const char *what, json_t *o)
+{
+	char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+
+	json_decref(o);
+	if (!text) {
+		fprintf(errf, "vmletctl: %s: cannot encode JSON\n", what);
+		return CTL_EXIT_REFUSED;
+	}
+	fprintf(out, "%s\n", text);
+	free(text);
+	return CTL_EXIT_OK;
+}
+
+static int run_keys_gen(const struct ctl_invocation *inv, FILE *out, FILE *errf)
+{
+	const char *prefix = ctl_opt_value(inv, CTL_O_OUT);
+	struct vmlet_err err = { 0 };
+
+	if (ctl_keys_gen(prefix, ctl_opt_given(inv, CTL_O_FORCE), &err) < 0) {
+		fprintf(errf, "vmletctl: keys gen: %s\n", err.msg);
+		return CTL_EXIT_REFUSED;
+	}
+	if (inv->json)
+		return print_json(out, errf, "keys gen",
+				  json_pack("{s:s+, s:s+}", "key", prefix, ".key", "pub", prefix,
+					    ".pub"));
+	fprintf(out,
+		"wrote %s.key (private, mode 0600)\n"
+		"wrote %s.pub (install it on nodes as <trusted keys dir>/<key id>.pub)\n",
+		prefix, prefix);
+	return CTL_EXIT_OK;
+}
+
+/* Prints (or writes to -o) the base64 Ed25519 signature of the desired
+ * state's canonical bytes: what `reconcile --sign-key` would attach. */
+static int run_sign(const struct ctl_invocation *inv, FILE *out, FILE *errf)
+{
+	const char *file = ctl_opt_value(inv, CTL_O_OUT);
+	Vmlet__V1__DesiredState *ds = NULL;
+	uint8_t sig[CTL_ED25519_SIG_LEN];
+	char b64[CTL_SIG_B64_MAX + 1];
+	struct vmlet_err err = { 0 };
+	size_t n;
+	int rc = CTL_EXIT_REFUSED;
+
+	if (ctl_desired_state_load(ctl_opt_value(inv, CTL_O_FILE), &ds, &err) < 0 ||
+	    ctl_sign_desired_state(ctl_opt_value(inv, CTL_O_SIGNING_KEY), ds, sig, &err) < 0 ||
+	    ctl_sig_base64(sig, b64, &err) < 0) {
+		fprintf(errf, "vmletctl: sign: %s\n", err.msg);
+		goto out;
+	}
+	n = strlen(b64);
+	b64[n] = '\n';
+	if (file && vmlet_write_atomic(file, b64, n + 1, 0644, &err) < 0) {
+		fprintf(errf, "vmletctl: sign: %s\n", err.msg);
+		goto out;
+	}
+	b64[n] = '\0';
+	if (inv->json)
+		rc = print_json(out, errf, "sign",
+				json_pack("{s:s, s:s*}", "ed25519", b64, "file", file));
+	else {
+		if (!file)
+			fprintf(out, "%s\n", b64);
+		rc = CTL_EXIT_OK;
+	}
+out:
+	if (ds)
+		protobuf_c_message_free_unpacked(&ds->base, NULL);
+	return rc;
+}
+
 static int run_help(const struct ctl_invocation *inv, FILE *out, FILE *errf)
 {
 	ctl_print_help(out);
@@ -171,7 +273,17 @@ static int run_help(const struct ctl_invocation *inv, FILE *out, FILE *errf)
 
 /* ---- the table ---------------------------------------------------------- */
 
-static const struct ctl_cmd_opt reconcile_opts[] = { { CTL_O_FILE, true } };
+static const struct ctl_cmd_opt reconcile_opts[] = {
+	{ CTL_O_FILE, true },
+	{ CTL_O_SIGN_KEY, false },
+	{ CTL_O_KEY_ID, false },
+};
+static const struct ctl_cmd_opt keys_gen_opts[] = { { CTL_O_OUT, true }, { CTL_O_FORCE, false } };
+static const struct ctl_cmd_opt sign_opts[] = {
+	{ CTL_O_SIGNING_KEY, true },
+	{ CTL_O_FILE, true },
+	{ CTL_O_OUT, false },
+};
 static const struct ctl_cmd_opt certs_init_opts[] = {
 	{ CTL_O_DIR, true },
 	{ CTL_O_NODE_ID, true },
@@ -212,17 +324,28 @@ const struct ctl_command ctl_commands[] = {
 	  .expect = VMLET__V1__AGENT_RESPONSE__RESPONSE_WAKE_INSTANCE,
 	  .help = "wake a warm or sleeping instance" },
 	{ .words = { "reconcile" },
-	  .synopsis = "-f FILE",
+	  .synopsis = "-f FILE [--sign-key KEY --key-id ID]",
 	  .opts = OPTS(reconcile_opts),
+	  .check = check_reconcile,
 	  .build = build_reconcile,
 	  .expect = VMLET__V1__AGENT_RESPONSE__RESPONSE_RECONCILE,
-	  .help = "send a desired state (JSON file, - for stdin)" },
+	  .help = "send a desired state (JSON file, - for stdin), signed with KEY as ID" },
 	{ .words = { "certs", "init" },
 	  .synopsis = "--dir DIR --node-id ID [--san S]... [--force]",
 	  .opts = OPTS(certs_init_opts),
 	  .check = check_certs_init,
 	  .run_local = run_certs_init,
 	  .help = "create a development CA, node and coordinator certificates" },
+	{ .words = { "keys", "gen" },
+	  .synopsis = "--out PREFIX [--force]",
+	  .opts = OPTS(keys_gen_opts),
+	  .run_local = run_keys_gen,
+	  .help = "make an Ed25519 key pair: PREFIX.key (0600) and PREFIX.pub" },
+	{ .words = { "sign" },
+	  .synopsis = "--key KEY -f FILE [-o OUT]",
+	  .opts = OPTS(sign_opts),
+	  .run_local = run_sign,
+	  .help = "print (or write to OUT) the base64 signature of a desired state" },
 	{ .words = { "help" },
 	  .synopsis = "",
 	  .run_local = run_help,

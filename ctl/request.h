@@ -22,6 +22,11 @@ struct ctl_request {
 	Vmlet__V1__ReconcileRequest reconcile;
 	/* Owned: decoded by vmlet_json_decode, freed by ctl_request_clear. */
 	Vmlet__V1__DesiredState *desired_state;
+	/* The desired state's signature, when the command signs it
+	 * (reconcile --sign-key): reconcile.signature points here. */
+	Vmlet__V1__Signature signature;
+	uint8_t signature_bytes[64];
+	char signature_key_id[CTL_ID_MAX + 1];
 	char tenant[CTL_ID_MAX + 1];
 	char pool[CTL_ID_MAX + 1];
 	char instance[CTL_INSTANCE_ID_MAX + 1];
