@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include "hostd/ops_instance.h"
 #include "hostd/ops_query.h"
 #include "rpc/strict.h"
 #include "shared/log.h"
@@ -24,6 +25,16 @@ static const struct host_op host_ops[] = {
 							       hostd_op_list_instances },
 	[VMLET__HOST__V1__HOST_REQUEST__OP_LOOKUP_INSTANCE] = { "lookup_instance",
 								hostd_op_lookup_instance },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_ENSURE_TENANT] = { "ensure_tenant",
+							      hostd_op_ensure_tenant },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_REMOVE_TENANT] = { "remove_tenant",
+							      hostd_op_remove_tenant },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_ENSURE_POOL] = { "ensure_pool", hostd_op_ensure_pool },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_REMOVE_POOL] = { "remove_pool", hostd_op_remove_pool },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_CREATE_INSTANCE] = { "create_instance",
+								hostd_op_create_instance },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_INSTANCE_ACTION] = { "instance_action",
+								hostd_op_instance_action },
 };
 
 #define N_HOST_OPS (sizeof(host_ops) / sizeof(host_ops[0]))

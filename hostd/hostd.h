@@ -1,6 +1,6 @@
 /* What every host operation may read: hostd's configuration, the node
- * facts collected at start and the registry. Shared read-only by all NNG
- * workers once the server runs. */
+ * facts collected at start, the registry and the instance runtime. Shared
+ * by all NNG workers once the server runs (the runtime locks itself). */
 #ifndef HOSTD_HOSTD_H
 #define HOSTD_HOSTD_H
 
@@ -8,10 +8,16 @@
 #include "hostd/registry.h"
 #include "shared/config.h"
 
+struct hostd_runtime;
+
 struct hostd_env {
 	const struct vmlet_config *cfg;
 	const struct hostd_facts *facts;
 	const struct hostd_registry *registry;
+	/* The live VMMs (hostd/lifecycle.h). NULL where no runtime was opened
+	 * (unit tests): operations that need a VMM then answer 503, and every
+	 * check before that point still runs. */
+	struct hostd_runtime *runtime;
 };
 
 #endif

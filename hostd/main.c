@@ -15,6 +15,7 @@
 
 #include "hostd/facts.h"
 #include "hostd/hostd.h"
+#include "hostd/lifecycle.h"
 #include "hostd/registry.h"
 #include "hostd/server.h"
 #include "shared/config.h"
@@ -22,13 +23,49 @@
 #include "shared/log.h"
 #include "shared/version.h"
 
+/* The facts' KVM check only proves that /dev/kvm creates a VM; under a
+ * nested hypervisor a stock guest kernel can still fault (MACHINE-NOTES).
+ * accel = auto therefore boots a real guest under KVM once, at start
+ * (jailed like any VMM), and uses KVM only if it ran; accel = kvm trusts
+ * the operator where /dev/kvm works; anything else is TCG. Reported in
+ * NodeInfo.accel and used by every cold start (a restore keeps the accel
+ * its snapshot was taken with). */
+static void choose_accel(const struct vmlet_config *cfg, struct hostd_facts *facts,
+			 struct hostd_runtime *runtime)
+{
+	const char *why = "configured tcg";
+	bool kvm = false;
+	struct vmlet_err err;
+
+	if (strcmp(cfg->accel, "tcg") == 0) {
+		why = "configured tcg";
+	} else if (!facts->kvm_usable) {
+		why = "/dev/kvm unusable";
+	} else if (strcmp(cfg->accel, "kvm") == 0) {
+		kvm = true;
+		why = "configured kvm";
+	} else if (!cfg->kvm_probe_image[0]) {
+		why = "auto without kvm_probe_image";
+	} else if (hostd_runtime_probe_kvm(runtime, cfg->kvm_probe_image, &kvm, &err) < 0) {
+		vlog(VLOG_WARN, "kvm_probe_failed", "image=%s error=\"%s\"", cfg->kvm_probe_image,
+		     err.msg);
+		why = "probe could not run";
+	} else {
+		why = kvm ? "probe guest booted under kvm" : "probe guest failed under kvm";
+	}
+	snprintf(facts->accel, sizeof(facts->accel), "%s", kvm ? "kvm" : "tcg");
+	vlog(VLOG_INFO, "accel_chosen", "accel=%s configured=%s reason=\"%s\"", facts->accel,
+	     cfg->accel, why);
+}
+
 int main(int argc, char **argv)
 {
 	static struct vmlet_config cfg;
 	static struct hostd_facts facts;
 	struct hostd_registry registry = { .tenants_fd = -1 };
 	struct hostd_server *server = NULL;
-	struct hostd_env env = { &cfg, &facts, &registry };
+	struct hostd_env env = { &cfg, &facts, &registry, NULL };
+	struct hostd_runtime *runtime = NULL;
 	const char *cli_config;
 	struct vmlet_err err;
 	sigset_t stop_signals;
@@ -64,7 +101,20 @@ int main(int argc, char **argv)
 	if (hostd_registry_create(cfg.state_dir, &err) < 0 ||
 	    hostd_registry_open(&registry, cfg.state_dir, &err) < 0)
 		return vmlet_daemon_fail("hostd_start_failed", &err);
+	if (hostd_runtime_open(&runtime, &cfg, &facts, &registry, &err) < 0) {
+		hostd_registry_close(&registry);
+		return vmlet_daemon_fail("hostd_start_failed", &err);
+	}
+	env.runtime = runtime;
+	/* Before any request: the registry must describe what really runs. */
+	if (hostd_runtime_recover(runtime, &err) < 0) {
+		hostd_runtime_close(runtime);
+		hostd_registry_close(&registry);
+		return vmlet_daemon_fail("hostd_start_failed", &err);
+	}
+	choose_accel(&cfg, &facts, runtime);
 	if (hostd_server_start(&server, &cfg, &env, &err) < 0) {
+		hostd_runtime_close(runtime);
 		hostd_registry_close(&registry);
 		return vmlet_daemon_fail("hostd_start_failed", &err);
 	}
@@ -77,6 +127,9 @@ int main(int argc, char **argv)
 	     sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "?", sig > 0 ? (int)si.si_pid : 0);
 
 	hostd_server_stop(server);
+	/* VMMs keep running across a hostd restart; the next start re-adopts
+	 * them. */
+	hostd_runtime_close(runtime);
 	hostd_registry_close(&registry);
 	vlog(VLOG_INFO, "hostd_stopped", NULL);
 	return 0;

@@ -245,8 +245,8 @@ int hostd_op_list_tenants(const struct hostd_env *env, const Vmlet__Host__V1__Ho
 	return 0;
 }
 
-static Vmlet__V1__InstanceInfo *instance_info(struct hostd_reply *reply,
-					      const Vmlet__Host__V1__InstanceRecord *r)
+Vmlet__V1__InstanceInfo *hostd_instance_info(struct hostd_reply *reply,
+					     const Vmlet__Host__V1__InstanceRecord *r)
 {
 	Vmlet__V1__InstanceInfo *info = hostd_reply_alloc(reply, sizeof(*info));
 
@@ -273,7 +273,7 @@ static int instances_instance(void *arg, const Vmlet__Host__V1__InstanceRecord *
 			      struct vmlet_err *err)
 {
 	struct list_acc *a = arg;
-	Vmlet__V1__InstanceInfo *info = instance_info(a->reply, i);
+	Vmlet__V1__InstanceInfo *info = hostd_instance_info(a->reply, i);
 
 	if (!info)
 		return vmlet_err_set(err, VMLET_E_INTERNAL, 0, "out of memory");
@@ -331,7 +331,7 @@ int hostd_op_lookup_instance(const struct hostd_env *env, const Vmlet__Host__V1_
 	if (hostd_registry_lookup_instance(env->registry, r->tenant_id, r->pool_id,
 					   r->instance_id, &rec, err) < 0)
 		return -1;
-	info = instance_info(reply, rec);
+	info = hostd_instance_info(reply, rec);
 	protobuf_c_message_free_unpacked(&rec->base, NULL);
 	if (!info)
 		return vmlet_err_set(err, VMLET_E_INTERNAL, 0, "out of memory");

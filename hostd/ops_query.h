@@ -21,4 +21,9 @@ int hostd_op_list_instances(const struct hostd_env *env, const Vmlet__Host__V1__
 int hostd_op_lookup_instance(const struct hostd_env *env, const Vmlet__Host__V1__HostRequest *req,
 			     struct hostd_reply *reply, struct vmlet_err *err);
 
+/* The InstanceInfo of a record, allocated in the reply (NULL: out of
+ * memory). Shared with the lifecycle operations, which answer with it. */
+Vmlet__V1__InstanceInfo *hostd_instance_info(struct hostd_reply *reply,
+					     const Vmlet__Host__V1__InstanceRecord *r);
+
 #endif

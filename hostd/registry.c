@@ -572,3 +572,297 @@ int hostd_registry_write_instance(const struct hostd_registry *reg,
 		return vmlet_err_set(err, VMLET_E_INVALID, 0, "registry: path too long");
 	return write_record(dir, "instance.json", &rec->base, err);
 }
+
+/* ---- lookups of the parents ------------------------------------------------------ */
+
+int hostd_registry_lookup_tenant(const struct hostd_registry *reg, const char *tenant_id,
+				 Vmlet__Host__V1__TenantRecord **out, struct vmlet_err *err)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_msg_ msgp rec = NULL;
+
+	*out = NULL;
+	if (vmlet_validate_id("tenant_id", tenant_id, err) < 0)
+		return -1;
+	if (!load(&tenant_level, reg->tenants_fd, "tenants", tenant_id, tenant_id, NULL, NULL, &fd,
+		  &rec))
+		return vmlet_err_set(err, VMLET_E_NOT_FOUND, 0, "tenant %s not found", tenant_id);
+	*out = vmlet_take_ptr(&rec);
+	return 0;
+}
+
+int hostd_registry_lookup_pool(const struct hostd_registry *reg, const char *tenant_id,
+			       const char *pool_id, Vmlet__Host__V1__PoolRecord **out,
+			       struct vmlet_err *err)
+{
+	_cleanup_close_ int tenant_fd = -1, pools_fd = -1, pool_fd = -1;
+	_cleanup_msg_ msgp trec = NULL, prec = NULL;
+	char where[2 * VMLET_ID_MAX + 32];
+
+	*out = NULL;
+	if (vmlet_validate_id("tenant_id", tenant_id, err) < 0 ||
+	    vmlet_validate_id("pool_id", pool_id, err) < 0)
+		return -1;
+	if (!load(&tenant_level, reg->tenants_fd, "tenants", tenant_id, tenant_id, NULL, NULL,
+		  &tenant_fd, &trec))
+		goto not_found;
+	snprintf(where, sizeof(where), "tenants/%s", tenant_id);
+	pools_fd = open_subdir(tenant_fd, where, "pools");
+	if (pools_fd < 0)
+		goto not_found;
+	snprintf(where, sizeof(where), "tenants/%s/pools", tenant_id);
+	if (!load(&pool_level, pools_fd, where, pool_id, tenant_id, pool_id, NULL, &pool_fd, &prec))
+		goto not_found;
+	*out = vmlet_take_ptr(&prec);
+	return 0;
+not_found:
+	return vmlet_err_set(err, VMLET_E_NOT_FOUND, 0, "pool %s/%s not found", tenant_id, pool_id);
+}
+
+/* ---- directories of one instance ------------------------------------------------- */
+
+int hostd_registry_open_tenant_dir(const struct hostd_registry *reg, const char *tenant_id,
+				   struct vmlet_err *err)
+{
+	int fd;
+
+	if (vmlet_validate_id("tenant_id", tenant_id, err) < 0)
+		return -1;
+	fd = openat(reg->tenants_fd, tenant_id, DIR_FLAGS);
+	if (fd < 0)
+		return vmlet_err_sys(err, errno == ENOENT ? VMLET_E_NOT_FOUND : VMLET_E_INTERNAL,
+				     "registry: tenants/%s", tenant_id);
+	return fd;
+}
+
+int hostd_registry_open_instance_dir(const struct hostd_registry *reg, const char *tenant_id,
+				     const char *pool_id, const char *instance_id,
+				     struct vmlet_err *err)
+{
+	_cleanup_close_ int t = -1, ps = -1, p = -1, is = -1;
+	int fd;
+
+	if (vmlet_validate_id("tenant_id", tenant_id, err) < 0 ||
+	    vmlet_validate_id("pool_id", pool_id, err) < 0 ||
+	    vmlet_validate_instance_id("instance_id", instance_id, err) < 0)
+		return -1;
+	/* One component at a time, O_NOFOLLOW each: no symlink anywhere. */
+	if ((t = openat(reg->tenants_fd, tenant_id, DIR_FLAGS)) < 0 ||
+	    (ps = openat(t, "pools", DIR_FLAGS)) < 0 || (p = openat(ps, pool_id, DIR_FLAGS)) < 0 ||
+	    (is = openat(p, "instances", DIR_FLAGS)) < 0 ||
+	    (fd = openat(is, instance_id, DIR_FLAGS)) < 0)
+		return vmlet_err_sys(err, errno == ENOENT ? VMLET_E_NOT_FOUND : VMLET_E_INTERNAL,
+				     "registry: instance dir %s/%s/%s", tenant_id, pool_id,
+				     instance_id);
+	return fd;
+}
+
+/* ---- removal ------------------------------------------------------------------------ */
+
+/* Overwrite a regular file with zeros (what it held may be guest memory or
+ * a record), then sync, so unlinking it does not leave the data in free
+ * blocks that a later file could be handed. */
+static int zero_fill(int dirfd, const char *name, const char *where, struct vmlet_err *err)
+{
+	static const char zeros[65536];
+	_cleanup_close_ int fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: open %s/%s to wipe", where,
+				     name);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	for (off_t off = 0; off < st.st_size;) {
+		size_t n = st.st_size - off > (off_t)sizeof(zeros) ? sizeof(zeros)
+								   : (size_t)(st.st_size - off);
+		ssize_t w = pwrite(fd, zeros, n, off);
+
+		if (w <= 0)
+			return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: wiping %s/%s", where,
+					     name);
+		off += w;
+	}
+	if (fdatasync(fd) < 0)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: fdatasync %s/%s", where,
+				     name);
+	return 0;
+}
+
+/* Remove name (a directory) beneath dirfd and everything in it: regular
+ * files are zero-filled first; symlinks, FIFOs and sockets are unlinked,
+ * never followed; nested directories are opened O_NOFOLLOW. A depth cap
+ * keeps a planted deep tree from exhausting the stack. */
+static int wipe_tree(int parent_fd, const char *name, const char *where, int depth,
+		     struct vmlet_err *err)
+{
+	_cleanup_close_ int fd = -1;
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (depth > 8)
+		return vmlet_err_set(err, VMLET_E_CONFLICT, 0,
+				     "registry: %s/%s: nested too deep to remove", where, name);
+	fd = openat(parent_fd, name, DIR_FLAGS);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		if (errno == ENOTDIR || errno == ELOOP) {
+			if (unlinkat(parent_fd, name, 0) < 0)
+				return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: unlink %s/%s",
+						     where, name);
+			return 0;
+		}
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: open %s/%s", where, name);
+	}
+	d = fdopendir(vmlet_take_fd(&fd));
+	if (!d)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: fdopendir %s/%s", where, name);
+	while (rc == 0 && (de = readdir(d))) {
+		int dfd = dirfd(d);
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: stat %s/%s/%s", where,
+					   name, de->d_name);
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			rc = wipe_tree(dfd, de->d_name, where, depth + 1, err);
+			/* the listing changed under readdir: start over */
+			if (rc == 0)
+				rewinddir(d);
+			continue;
+		}
+		if (S_ISREG(st.st_mode) && zero_fill(dfd, de->d_name, where, err) < 0) {
+			rc = -1;
+			break;
+		}
+		if (unlinkat(dfd, de->d_name, 0) < 0)
+			rc = vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: unlink %s/%s/%s", where,
+					   name, de->d_name);
+	}
+	closedir(d);
+	if (rc == 0 && unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: rmdir %s/%s", where, name);
+	return rc;
+}
+
+int hostd_registry_remove_instance(const struct hostd_registry *reg, const char *tenant_id,
+				   const char *pool_id, const char *instance_id,
+				   struct vmlet_err *err)
+{
+	_cleanup_close_ int t = -1, ps = -1, p = -1, is = -1;
+	char where[2 * VMLET_ID_MAX + 32];
+
+	if (vmlet_validate_id("tenant_id", tenant_id, err) < 0 ||
+	    vmlet_validate_id("pool_id", pool_id, err) < 0 ||
+	    vmlet_validate_instance_id("instance_id", instance_id, err) < 0)
+		return -1;
+	if ((t = openat(reg->tenants_fd, tenant_id, DIR_FLAGS)) < 0 ||
+	    (ps = openat(t, "pools", DIR_FLAGS)) < 0 || (p = openat(ps, pool_id, DIR_FLAGS)) < 0 ||
+	    (is = openat(p, "instances", DIR_FLAGS)) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: instances of %s/%s",
+				     tenant_id, pool_id);
+	}
+	snprintf(where, sizeof(where), "tenants/%s/pools/%s/instances", tenant_id, pool_id);
+	return wipe_tree(is, instance_id, where, 0, err);
+}
+
+/* Names of the instance directories of a pool (valid or not: any entry
+ * keeps the pool from being removed). */
+static int count_entries_at(int dirfd, const char *name, size_t *n, struct vmlet_err *err)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, DIR_FLAGS);
+	struct dirent *de;
+	DIR *d;
+
+	*n = 0;
+	if (fd < 0)
+		return errno == ENOENT ? 0 : vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: %s", name);
+	d = fdopendir(vmlet_take_fd(&fd));
+	if (!d)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: fdopendir %s", name);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			(*n)++;
+	closedir(d);
+	return 0;
+}
+
+int hostd_registry_remove_pool(const struct hostd_registry *reg, const char *tenant_id,
+			       const char *pool_id, struct vmlet_err *err)
+{
+	_cleanup_close_ int t = -1, ps = -1, p = -1;
+	char where[VMLET_ID_MAX + 32];
+	size_t n = 0;
+
+	if (vmlet_validate_id("tenant_id", tenant_id, err) < 0 ||
+	    vmlet_validate_id("pool_id", pool_id, err) < 0)
+		return -1;
+	if ((t = openat(reg->tenants_fd, tenant_id, DIR_FLAGS)) < 0 ||
+	    (ps = openat(t, "pools", DIR_FLAGS)) < 0 || (p = openat(ps, pool_id, DIR_FLAGS)) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: pool %s/%s", tenant_id,
+				     pool_id);
+	}
+	if (count_entries_at(p, "instances", &n, err) < 0)
+		return -1;
+	if (n > 0)
+		return vmlet_err_set(err, VMLET_E_CONFLICT, 0,
+				     "pool %s/%s still has %zu instance(s): destroy them first",
+				     tenant_id, pool_id, n);
+	snprintf(where, sizeof(where), "tenants/%s/pools", tenant_id);
+	return wipe_tree(ps, pool_id, where, 0, err);
+}
+
+int hostd_registry_remove_tenant(const struct hostd_registry *reg, const char *tenant_id,
+				 struct vmlet_err *err)
+{
+	_cleanup_close_ int t = -1, ps = -1;
+	struct name_list pools = { 0 };
+	char where[VMLET_ID_MAX + 32];
+	int rc = 0;
+
+	if (vmlet_validate_id("tenant_id", tenant_id, err) < 0)
+		return -1;
+	if ((t = openat(reg->tenants_fd, tenant_id, DIR_FLAGS)) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		/* Not a directory (a planted symlink or file): never a tenant;
+		 * wipe_tree unlinks the entry itself, following nothing. */
+		if (errno == ENOTDIR || errno == ELOOP)
+			return wipe_tree(reg->tenants_fd, tenant_id, "tenants", 0, err);
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: tenant %s", tenant_id);
+	}
+	ps = openat(t, "pools", DIR_FLAGS);
+	if (ps >= 0) {
+		snprintf(where, sizeof(where), "tenants/%s/pools", tenant_id);
+		if (list_names(ps, where, vmlet_id_ok, &pools, err) < 0)
+			return -1;
+		for (size_t k = 0; k < pools.n && rc == 0; k++) {
+			_cleanup_close_ int p = openat(ps, pools.names[k], DIR_FLAGS);
+			size_t n = 0;
+
+			if (p >= 0 && count_entries_at(p, "instances", &n, err) < 0)
+				rc = -1;
+			else if (n > 0)
+				rc = vmlet_err_set(err, VMLET_E_CONFLICT, 0,
+						   "tenant %s still has instances (pool %s has %zu): "
+						   "destroy them first",
+						   tenant_id, pools.names[k], n);
+		}
+		name_list_free(&pools);
+		if (rc < 0)
+			return rc;
+	} else if (errno != ENOENT) {
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "registry: tenants/%s/pools", tenant_id);
+	}
+	return wipe_tree(reg->tenants_fd, tenant_id, "tenants", 0, err);
+}

@@ -71,6 +71,39 @@ int hostd_registry_write_pool(const struct hostd_registry *reg,
 int hostd_registry_write_instance(const struct hostd_registry *reg,
 				  const Vmlet__Host__V1__InstanceRecord *rec, struct vmlet_err *err);
 
+/* The tenant / pool record, or 404 (also when invalid: logged, not
+ * trusted). Free with protobuf_c_message_free_unpacked. */
+int hostd_registry_lookup_tenant(const struct hostd_registry *reg, const char *tenant_id,
+				 Vmlet__Host__V1__TenantRecord **out, struct vmlet_err *err);
+int hostd_registry_lookup_pool(const struct hostd_registry *reg, const char *tenant_id,
+			       const char *pool_id, Vmlet__Host__V1__PoolRecord **out,
+			       struct vmlet_err *err);
+
+/* O_DIRECTORY fds (O_CLOEXEC) of <tenants>/<t> and of an instance's
+ * directory, every component opened O_NOFOLLOW beneath its parent; 404
+ * when missing. The instance dir also holds its console log and its 0700
+ * snapshot dir. */
+int hostd_registry_open_tenant_dir(const struct hostd_registry *reg, const char *tenant_id,
+				   struct vmlet_err *err);
+int hostd_registry_open_instance_dir(const struct hostd_registry *reg, const char *tenant_id,
+				     const char *pool_id, const char *instance_id,
+				     struct vmlet_err *err);
+
+/* Removal. Every regular file below is zero-filled (and synced) before it
+ * is unlinked: records, console logs and snapshots (guest memory) must not
+ * survive in free blocks. Nothing is followed: symlinks, FIFOs and
+ * sockets are unlinked themselves. Missing: 0 (idempotent).
+ * remove_pool: 409 while the pool has any instance directory.
+ * remove_tenant: 409 while any of its pools has one; removes its empty
+ * pools and its audit log. */
+int hostd_registry_remove_instance(const struct hostd_registry *reg, const char *tenant_id,
+				   const char *pool_id, const char *instance_id,
+				   struct vmlet_err *err);
+int hostd_registry_remove_pool(const struct hostd_registry *reg, const char *tenant_id,
+			       const char *pool_id, struct vmlet_err *err);
+int hostd_registry_remove_tenant(const struct hostd_registry *reg, const char *tenant_id,
+				 struct vmlet_err *err);
+
 /* The checks reading applies (ids well-formed, ranges), without the path. */
 int hostd_registry_check_tenant(const Vmlet__Host__V1__TenantRecord *rec, struct vmlet_err *err);
 int hostd_registry_check_pool(const Vmlet__Host__V1__PoolRecord *rec, struct vmlet_err *err);

@@ -1,6 +1,7 @@
 #include "hostd/server.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,13 +24,17 @@
 #define HOSTD_MAX_WORKERS 256
 
 /* One NNG context and its aio: a two-state machine, receive -> send ->
- * receive. The request is served inside the aio callback (the spine's
- * operations are short reads), which saves a thread hop per request. */
+ * receive. The request is NOT served in the aio callback: a lifecycle
+ * operation can take seconds (a snapshot, a guest power-off), and NNG's
+ * callback threads are shared by every aio of the process. The callback
+ * queues the context for the server's own threads, which serve it and
+ * reply with nng_ctx_send; other contexts keep receiving meanwhile. */
 struct hostd_worker {
 	struct hostd_server *srv;
 	nng_ctx ctx;
 	nng_aio *aio;
 	enum { WORKER_RECV, WORKER_SEND } state;
+	struct hostd_worker *next_queued;
 };
 
 struct hostd_server {
@@ -40,6 +45,15 @@ struct hostd_server {
 	bool allow_root_peer;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	bool path_created;
+	/* The serving threads and their queue (FIFO of contexts with a
+	 * received request). One thread per context: a context has at most
+	 * one request in flight, so no request ever waits for a thread. */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;
+	struct hostd_worker *qhead, *qtail;
+	bool qstop;
+	size_t n_threads;
+	pthread_t *threads;
 	size_t n_workers;
 	struct hostd_worker workers[];
 };
@@ -101,7 +115,6 @@ static int serve(const struct hostd_server *srv, nng_msg *msg)
 static void worker_cb(void *arg)
 {
 	struct hostd_worker *w = arg;
-	nng_msg *msg;
 	int rv = nng_aio_result(w->aio);
 
 	switch (w->state) {
@@ -112,14 +125,15 @@ static void worker_cb(void *arg)
 			vlog(VLOG_WARN, "host_recv_failed", "error=\"%s\"", nng_strerror(rv));
 			break;
 		}
-		msg = nng_aio_get_msg(w->aio);
-		if (serve(w->srv, msg) < 0) {
-			nng_msg_free(msg);
-			break;
-		}
-		nng_aio_set_msg(w->aio, msg);
-		w->state = WORKER_SEND;
-		nng_ctx_send(w->ctx, w->aio);
+		pthread_mutex_lock(&w->srv->qlock);
+		w->next_queued = NULL;
+		if (w->srv->qtail)
+			w->srv->qtail->next_queued = w;
+		else
+			w->srv->qhead = w;
+		w->srv->qtail = w;
+		pthread_cond_signal(&w->srv->qcond);
+		pthread_mutex_unlock(&w->srv->qlock);
 		return;
 	case WORKER_SEND:
 		if (rv != 0) {
@@ -133,6 +147,39 @@ static void worker_cb(void *arg)
 	}
 	w->state = WORKER_RECV;
 	nng_ctx_recv(w->ctx, w->aio);
+}
+
+static void *serve_thread(void *arg)
+{
+	struct hostd_server *srv = arg;
+
+	for (;;) {
+		struct hostd_worker *w;
+		nng_msg *msg;
+
+		pthread_mutex_lock(&srv->qlock);
+		while (!srv->qhead && !srv->qstop)
+			pthread_cond_wait(&srv->qcond, &srv->qlock);
+		w = srv->qhead;
+		if (w) {
+			srv->qhead = w->next_queued;
+			if (!srv->qhead)
+				srv->qtail = NULL;
+		}
+		pthread_mutex_unlock(&srv->qlock);
+		if (!w)
+			return NULL; /* stopping and nothing left */
+		msg = nng_aio_get_msg(w->aio);
+		if (serve(srv, msg) < 0) {
+			nng_msg_free(msg);
+			w->state = WORKER_RECV;
+			nng_ctx_recv(w->ctx, w->aio);
+			continue;
+		}
+		nng_aio_set_msg(w->aio, msg);
+		w->state = WORKER_SEND;
+		nng_ctx_send(w->ctx, w->aio);
+	}
 }
 
 /* ---- socket file ------------------------------------------------------------------ */
@@ -179,14 +226,32 @@ void hostd_server_stop(struct hostd_server *srv)
 	 * for any callback still running before the aio is freed. */
 	if (srv->sock_open)
 		nng_close(srv->sock);
-	for (size_t k = 0; k < srv->n_workers; k++) {
-		if (srv->workers[k].aio) {
+	/* Requests already received are still served (their replies then
+	 * fail with NNG_ECLOSED and are freed by the callback); the threads
+	 * end when the queue is empty. */
+	pthread_mutex_lock(&srv->qlock);
+	srv->qstop = true;
+	pthread_cond_broadcast(&srv->qcond);
+	pthread_mutex_unlock(&srv->qlock);
+	for (size_t k = 0; k < srv->n_threads; k++)
+		pthread_join(srv->threads[k], NULL);
+	free(srv->threads);
+	for (size_t k = 0; k < srv->n_workers; k++)
+		if (srv->workers[k].aio)
 			nng_aio_stop(srv->workers[k].aio);
+	/* A receive that completed just before the close may have queued its
+	 * request after the threads left: no callback runs any more, so its
+	 * message is freed here. */
+	for (struct hostd_worker *w = srv->qhead; w; w = w->next_queued)
+		nng_msg_free(nng_aio_get_msg(w->aio));
+	srv->qhead = srv->qtail = NULL;
+	for (size_t k = 0; k < srv->n_workers; k++)
+		if (srv->workers[k].aio)
 			nng_aio_free(srv->workers[k].aio);
-		}
-	}
 	if (srv->path_created && unlink(srv->path) < 0 && errno != ENOENT)
 		vlog(VLOG_WARN, "socket_remove_failed", "path=%s errno=%d", srv->path, errno);
+	pthread_cond_destroy(&srv->qcond);
+	pthread_mutex_destroy(&srv->qlock);
 	free(srv);
 }
 
@@ -194,6 +259,16 @@ static int start_workers(struct hostd_server *srv, struct vmlet_err *err)
 {
 	int rv;
 
+	srv->threads = calloc(srv->n_workers, sizeof(*srv->threads));
+	if (!srv->threads)
+		return vmlet_err_set(err, VMLET_E_INTERNAL, ENOMEM, "out of memory");
+	for (size_t k = 0; k < srv->n_workers; k++) {
+		if ((rv = pthread_create(&srv->threads[k], NULL, serve_thread, srv)) != 0) {
+			errno = rv;
+			return vmlet_err_sys(err, VMLET_E_INTERNAL, "pthread_create");
+		}
+		srv->n_threads++;
+	}
 	for (size_t k = 0; k < srv->n_workers; k++) {
 		struct hostd_worker *w = &srv->workers[k];
 
@@ -261,6 +336,8 @@ int hostd_server_start(struct hostd_server **out, const struct vmlet_config *cfg
 	srv = calloc(1, sizeof(*srv) + n_workers * sizeof(srv->workers[0]));
 	if (!srv)
 		return vmlet_err_set(err, VMLET_E_INTERNAL, ENOMEM, "out of memory");
+	pthread_mutex_init(&srv->qlock, NULL);
+	pthread_cond_init(&srv->qcond, NULL);
 	srv->env = env;
 	srv->agentd_uid = cfg->agentd_uid;
 	srv->allow_root_peer = cfg->allow_root_peer;

@@ -286,6 +286,37 @@ static int parse_coordinators(const struct key_def *k, const char *v, struct vml
 	return 0;
 }
 
+/* How guests run: "tcg" (emulation, works everywhere), "kvm" (hardware
+ * virtualisation; only where the host's KVM really runs the guest kernel,
+ * which a /dev/kvm that opens does not prove: see MACHINE-NOTES), or
+ * "auto": hostd boots kvm_probe_image under KVM at start and uses KVM only
+ * if that guest reaches its readiness marker. */
+static int parse_accel(const struct key_def *k, const char *v, struct vmlet_config *cfg,
+		       char *why, size_t whylen)
+{
+	char q[QUOTE_LEN];
+
+	if (strcmp(v, "tcg") != 0 && strcmp(v, "kvm") != 0 && strcmp(v, "auto") != 0) {
+		snprintf(why, whylen, "%s must be auto, tcg or kvm", quote(v, q, sizeof(q)));
+		return -1;
+	}
+	return store_string(k, v, cfg, why, whylen);
+}
+
+/* An image name of the image store (an id), or empty. */
+static int parse_image_opt(const struct key_def *k, const char *v, struct vmlet_config *cfg,
+			   char *why, size_t whylen)
+{
+	char q[QUOTE_LEN];
+
+	if (v[0] && !vmlet_id_ok(v)) {
+		snprintf(why, whylen, "%s is not an image name ([a-z0-9-]{1,63})",
+			 quote(v, q, sizeof(q)));
+		return -1;
+	}
+	return store_string(k, v, cfg, why, whylen);
+}
+
 static int parse_vmm(const struct key_def *k, const char *v, struct vmlet_config *cfg, char *why,
 		     size_t whylen)
 {
@@ -370,6 +401,14 @@ static const struct key_def keys[] = {
 	{ "hostd", "jailer_binary", parse_path_opt, FIELD(jailer_binary), 0, 0, "" },
 	{ "hostd", "cgroup_root", parse_cgroup_root, FIELD(cgroup_root), 0, 0, "vmlet" },
 	{ "hostd", "workers", parse_u32, FIELD(hostd_workers), 1, 64, "4" },
+	{ "hostd", "accel", parse_accel, FIELD(accel), 0, 0, "auto" },
+	{ "hostd", "kvm_probe_image", parse_image_opt, FIELD(kvm_probe_image), 0, 0, "guest" },
+	{ "hostd", "vmm_overhead_mib", parse_u32, FIELD(vmm_overhead_mib), 16, 4096, "96" },
+	{ "hostd", "instance_pids_max", parse_u32, FIELD(instance_pids_max), 16, 65536, "256" },
+	{ "hostd", "console_log_max", parse_u32, FIELD(console_log_max), 4096, 1073741824,
+	  "1048576" },
+	{ "hostd", "uid_base", parse_u32, FIELD(uid_base), 65536, 4000000000u, "200000" },
+	{ "hostd", "uid_count", parse_u32, FIELD(uid_count), 1, 1000000, "65536" },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -62,6 +62,13 @@ struct vmlet_config {
 	char jailer_binary[PATH_MAX];     /* jailer_binary = (empty) */
 	char cgroup_root[128];            /* cgroup_root = vmlet */
 	uint32_t hostd_workers;           /* workers = 4 (NNG contexts) */
+	char accel[8];                    /* accel = auto | tcg | kvm (how guests run) */
+	char kvm_probe_image[VMLET_ID_MAX];/* kvm_probe_image = guest (accel = auto boots it; "" : no probe, TCG) */
+	uint32_t vmm_overhead_mib;        /* vmm_overhead_mib = 96 (cgroup memory = mem_mib + this) */
+	uint32_t instance_pids_max;       /* instance_pids_max = 256 (pids.max of an instance) */
+	uint32_t console_log_max;         /* console_log_max = 1048576 (bytes per console log file) */
+	uint32_t uid_base;                /* uid_base = 200000 (per-instance uids: base..base+count-1) */
+	uint32_t uid_count;               /* uid_count = 65536 */
 };
 
 /* Fill every field with its default. */

@@ -69,6 +69,13 @@ static void defaults_match_header(void **state)
 	assert_string_equal(c.jailer_binary, "");
 	assert_string_equal(c.cgroup_root, "vmlet");
 	assert_int_equal(c.hostd_workers, 4);
+	assert_string_equal(c.accel, "auto");
+	assert_string_equal(c.kvm_probe_image, "guest");
+	assert_int_equal(c.vmm_overhead_mib, 96);
+	assert_int_equal(c.instance_pids_max, 256);
+	assert_int_equal(c.console_log_max, 1048576);
+	assert_int_equal(c.uid_base, 200000);
+	assert_int_equal(c.uid_count, 65536);
 	assert_int_equal(c.agentd_uid, (uid_t)-1);
 	assert_int_equal(c.admin_gid, (gid_t)-1);
 }
@@ -126,7 +133,14 @@ static const char full_file[] =
 	"firecracker_binary = /opt/fc\n"
 	"jailer_binary = /opt/jailer\n"
 	"cgroup_root = machine.slice/vmlet-1\n"
-	"workers = 64\n";
+	"workers = 64\n"
+	"accel = kvm\n"
+	"kvm_probe_image = probe-1\n"
+	"vmm_overhead_mib = 128\n"
+	"instance_pids_max = 512\n"
+	"console_log_max = 65536\n"
+	"uid_base = 300000\n"
+	"uid_count = 1000\n";
 
 static void full_file_sets_every_key(void **state)
 {
@@ -169,6 +183,13 @@ static void full_file_sets_every_key(void **state)
 	assert_string_equal(c.jailer_binary, "/opt/jailer");
 	assert_string_equal(c.cgroup_root, "machine.slice/vmlet-1");
 	assert_int_equal(c.hostd_workers, 64);
+	assert_string_equal(c.accel, "kvm");
+	assert_string_equal(c.kvm_probe_image, "probe-1");
+	assert_int_equal(c.vmm_overhead_mib, 128);
+	assert_int_equal(c.instance_pids_max, 512);
+	assert_int_equal(c.console_log_max, 65536);
+	assert_int_equal(c.uid_base, 300000);
+	assert_int_equal(c.uid_count, 1000);
 
 	char sock[128];
 	assert_int_equal(vmlet_config_hostd_socket(&c, sock, sizeof(sock)), 0);
@@ -302,6 +323,15 @@ static const struct bad_case bad_cases[] = {
 	{ "nodes", "id = n1", L "[nodes] id: unknown section" },
 	{ " node ", "id = n1", L "[ node ] id: unknown section" },
 	{ "hostd", "vmm", L "syntax error" },
+	/* the lifecycle's keys */
+	{ "hostd", "accel = hvf", L "[hostd] accel: \"hvf\" must be auto, tcg or kvm" },
+	{ "hostd", "accel = KVM", L "[hostd] accel: \"KVM\" must be auto, tcg or kvm" },
+	{ "hostd", "kvm_probe_image = ../guest", L "[hostd] kvm_probe_image: \"../guest\" is not an image name" },
+	{ "hostd", "vmm_overhead_mib = 15", L "[hostd] vmm_overhead_mib: \"15\" is out of range" },
+	{ "hostd", "instance_pids_max = 0", L "[hostd] instance_pids_max" },
+	{ "hostd", "console_log_max = 100", L "[hostd] console_log_max" },
+	{ "hostd", "uid_base = 1000", L "[hostd] uid_base" },
+	{ "hostd", "uid_count = 0", L "[hostd] uid_count" },
 	{ "hostd", "[hostd", L "syntax error" },
 	{ "node",
 	  "id = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
