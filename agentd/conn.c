@@ -500,6 +500,7 @@ void agentd_conn_on_host_reply(struct agentd_conn *c, const Vmlet__Host__V1__Hos
 			       const struct vmlet_err *err)
 {
 	Vmlet__V1__AgentResponse out = VMLET__V1__AGENT_RESPONSE__INIT;
+	union agentd_reply_scratch scratch;
 	struct vmlet_err e;
 
 	c->host_op = NULL;
@@ -510,7 +511,8 @@ void agentd_conn_on_host_reply(struct agentd_conn *c, const Vmlet__Host__V1__Hos
 		return;
 	}
 	vmlet_err_clear(&e);
-	if (agentd_handler_reply(c->handler, resp, &out, &e) < 0) {
+	if (agentd_handler_reply(c->handler, resp, (agentd_now_ns() - c->req_start_ns) / 1000u,
+				 &scratch, &out, &e) < 0) {
 		respond_error(c, e.code, e.msg, false);
 		return;
 	}

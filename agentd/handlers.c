@@ -1,6 +1,5 @@
 #include "agentd/handlers.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,14 +70,19 @@ static int prepare_wake_instance(const Vmlet__V1__AgentRequest *req,
 
 	if (vmlet_validate_wake_instance(r, err) < 0)
 		return -1;
-	/* Only the lookup exists yet: an unknown instance is answered 404 by
-	 * hostd; a known one is answered 501 in finish_wake_instance. */
-	vmlet__host__v1__lookup_instance_request__init(&call->op.lookup_instance);
-	call->op.lookup_instance.tenant_id = r->tenant_id;
-	call->op.lookup_instance.pool_id = r->pool_id;
-	call->op.lookup_instance.instance_id = r->instance_id;
-	call->req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_LOOKUP_INSTANCE;
-	call->req.lookup_instance = &call->op.lookup_instance;
+	/* One host operation does it all, under hostd's per-instance lock:
+	 * hostd resumes a warm instance or restores a sleeping one and
+	 * answers once the VMM runs the guest again; a running one is a
+	 * no-op answered at once (idempotent); an unknown one is 404 and any
+	 * other state 409 naming it. A lookup first would only add a round
+	 * trip and a window for the state to change between the two. */
+	vmlet__host__v1__instance_action_request__init(&call->op.instance_action);
+	call->op.instance_action.tenant_id = r->tenant_id;
+	call->op.instance_action.pool_id = r->pool_id;
+	call->op.instance_action.instance_id = r->instance_id;
+	call->op.instance_action.action = VMLET__HOST__V1__INSTANCE_ACTION__INSTANCE_ACTION_WAKE;
+	call->req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_INSTANCE_ACTION;
+	call->req.instance_action = &call->op.instance_action;
 	return 0;
 }
 
@@ -107,7 +111,8 @@ static int unexpected(const Vmlet__Host__V1__HostResponse *resp, const char *wha
 			     (int)resp->result_case);
 }
 
-static int finish_node_info(const Vmlet__Host__V1__HostResponse *resp,
+static int finish_node_info(const Vmlet__Host__V1__HostResponse *resp, uint64_t elapsed_us,
+			    union agentd_reply_scratch *scratch,
 			    Vmlet__V1__AgentResponse *out, struct vmlet_err *err)
 {
 	if (resp->result_case != VMLET__HOST__V1__HOST_RESPONSE__RESULT_NODE_FACTS)
@@ -117,7 +122,8 @@ static int finish_node_info(const Vmlet__Host__V1__HostResponse *resp,
 	return 0;
 }
 
-static int finish_node_stats(const Vmlet__Host__V1__HostResponse *resp,
+static int finish_node_stats(const Vmlet__Host__V1__HostResponse *resp, uint64_t elapsed_us,
+			     union agentd_reply_scratch *scratch,
 			     Vmlet__V1__AgentResponse *out, struct vmlet_err *err)
 {
 	if (resp->result_case != VMLET__HOST__V1__HOST_RESPONSE__RESULT_NODE_STATS)
@@ -127,7 +133,8 @@ static int finish_node_stats(const Vmlet__Host__V1__HostResponse *resp,
 	return 0;
 }
 
-static int finish_tenant_list(const Vmlet__Host__V1__HostResponse *resp,
+static int finish_tenant_list(const Vmlet__Host__V1__HostResponse *resp, uint64_t elapsed_us,
+			      union agentd_reply_scratch *scratch,
 			      Vmlet__V1__AgentResponse *out, struct vmlet_err *err)
 {
 	if (resp->result_case != VMLET__HOST__V1__HOST_RESPONSE__RESULT_TENANTS)
@@ -137,7 +144,8 @@ static int finish_tenant_list(const Vmlet__Host__V1__HostResponse *resp,
 	return 0;
 }
 
-static int finish_instance_list(const Vmlet__Host__V1__HostResponse *resp,
+static int finish_instance_list(const Vmlet__Host__V1__HostResponse *resp, uint64_t elapsed_us,
+				union agentd_reply_scratch *scratch,
 				Vmlet__V1__AgentResponse *out, struct vmlet_err *err)
 {
 	if (resp->result_case != VMLET__HOST__V1__HOST_RESPONSE__RESULT_INSTANCES)
@@ -147,34 +155,26 @@ static int finish_instance_list(const Vmlet__Host__V1__HostResponse *resp,
 	return 0;
 }
 
-/* "INSTANCE_STATE_RUNNING" -> "running" */
-static void state_name(int state, char *buf, size_t len)
+static int finish_wake_instance(const Vmlet__Host__V1__HostResponse *resp, uint64_t elapsed_us,
+				union agentd_reply_scratch *scratch, Vmlet__V1__AgentResponse *out,
+				struct vmlet_err *err)
 {
-	const ProtobufCEnumValue *v =
-		protobuf_c_enum_descriptor_get_value(&vmlet__v1__instance_state__descriptor, state);
-	const char *name = v ? v->name : "unknown";
-	const char *prefix = "INSTANCE_STATE_";
-	size_t i;
-
-	if (strncmp(name, prefix, strlen(prefix)) == 0)
-		name += strlen(prefix);
-	for (i = 0; name[i] && i + 1 < len; i++)
-		buf[i] = (char)tolower((unsigned char)name[i]);
-	buf[i] = '\0';
-}
-
-static int finish_wake_instance(const Vmlet__Host__V1__HostResponse *resp,
-				Vmlet__V1__AgentResponse *out, struct vmlet_err *err)
-{
-	char state[32];
+	Vmlet__V1__WakeInstanceResult *w = &scratch->wake_instance;
 
 	if (resp->result_case != VMLET__HOST__V1__HOST_RESPONSE__RESULT_INSTANCE || !resp->instance)
 		return unexpected(resp, "wake_instance", err);
-	state_name(resp->instance->state, state, sizeof(state));
-	/* The instance exists, but waking needs the runtime: say so rather
-	 * than report a wake that did not happen. */
-	return vmlet_err_set(err, VMLET_E_NOT_IMPLEMENTED, 0,
-			     "waking instances arrives with the runtime issue; instance is %s", state);
+	/* hostd answers a wake with the instance as the wake left it: anything
+	 * but running would be a success that did not happen. */
+	if (resp->instance->state != VMLET__V1__INSTANCE_STATE__INSTANCE_STATE_RUNNING)
+		return vmlet_err_set(err, VMLET_E_INTERNAL, 0,
+				     "hostd answered the wake with an instance in state %d, not running",
+				     (int)resp->instance->state);
+	vmlet__v1__wake_instance_result__init(w);
+	w->instance = resp->instance;
+	w->wake_micros = elapsed_us;
+	out->response_case = VMLET__V1__AGENT_RESPONSE__RESPONSE_WAKE_INSTANCE;
+	out->wake_instance = w;
+	return 0;
 }
 
 /* ---- the table ------------------------------------------------------------ */
@@ -226,6 +226,7 @@ const struct agentd_handler *agentd_handler_lookup(const struct agentd_handler *
 }
 
 int agentd_handler_reply(const struct agentd_handler *h, const Vmlet__Host__V1__HostResponse *resp,
+			 uint64_t elapsed_us, union agentd_reply_scratch *scratch,
 			 Vmlet__V1__AgentResponse *out, struct vmlet_err *err)
 {
 	if (resp->result_case == VMLET__HOST__V1__HOST_RESPONSE__RESULT_ERROR) {
@@ -243,5 +244,5 @@ int agentd_handler_reply(const struct agentd_handler *h, const Vmlet__Host__V1__
 	if (!h->finish)
 		return vmlet_err_set(err, VMLET_E_INTERNAL, 0, "%s does not expect a hostd reply",
 				     h->name);
-	return h->finish(resp, out, err);
+	return h->finish(resp, elapsed_us, scratch, out, err);
 }

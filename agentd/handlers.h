@@ -8,6 +8,7 @@
 #define VMLET_AGENTD_HANDLERS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "rpc/agent.pb-c.h"
 #include "rpc/host.pb-c.h"
@@ -31,7 +32,14 @@ struct agentd_host_call {
 		Vmlet__Host__V1__ListTenantsRequest list_tenants;
 		Vmlet__Host__V1__ListInstancesRequest list_instances;
 		Vmlet__Host__V1__LookupInstanceRequest lookup_instance;
+		Vmlet__Host__V1__InstanceActionRequest instance_action;
 	} op;
+};
+
+/* Result messages finish() builds itself (the rest borrow from hostd's
+ * reply). */
+union agentd_reply_scratch {
+	Vmlet__V1__WakeInstanceResult wake_instance;
 };
 
 struct agentd_handler {
@@ -43,8 +51,11 @@ struct agentd_handler {
 	int (*prepare)(const Vmlet__V1__AgentRequest *req, const struct vmlet_config *cfg,
 		       struct agentd_host_call *call, struct vmlet_err *err);
 	/* hostd answered with a result (not an error): fill out, whose
-	 * sub-messages may borrow from resp; or -1 with err. */
-	int (*finish)(const Vmlet__Host__V1__HostResponse *resp, Vmlet__V1__AgentResponse *out,
+	 * sub-messages may borrow from resp (and from *scratch, storage the
+	 * caller keeps alive as long as out); or -1 with err. elapsed_us is
+	 * the time from agentd's receipt of the request to hostd's answer. */
+	int (*finish)(const Vmlet__Host__V1__HostResponse *resp, uint64_t elapsed_us,
+		      union agentd_reply_scratch *scratch, Vmlet__V1__AgentResponse *out,
 		      struct vmlet_err *err);
 };
 
@@ -60,8 +71,9 @@ const struct agentd_handler *agentd_handler_lookup(const struct agentd_handler *
 
 /* hostd's reply to a request handled by h: a HostError becomes -1 with the
  * same code (5xx/4xx kept, anything else 500) and message; a result goes
- * through h->finish. */
+ * through h->finish (elapsed_us and scratch as there). */
 int agentd_handler_reply(const struct agentd_handler *h, const Vmlet__Host__V1__HostResponse *resp,
+			 uint64_t elapsed_us, union agentd_reply_scratch *scratch,
 			 Vmlet__V1__AgentResponse *out, struct vmlet_err *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "rpc/json.h"
 #include "shared/cleanup.h"
@@ -271,12 +272,44 @@ int ctl_render_tenant_list(FILE *out, const Vmlet__V1__TenantListResult *m,
 	return ret;
 }
 
+/* A duration for a table cell, two units at most: "42s", "5m06s",
+ * "3h04m", "2d03h". */
+static void duration_text(uint64_t secs, char *buf, size_t len)
+{
+	if (secs < 60)
+		snprintf(buf, len, "%" PRIu64 "s", secs);
+	else if (secs < 3600)
+		snprintf(buf, len, "%" PRIu64 "m%02" PRIu64 "s", secs / 60, secs % 60);
+	else if (secs < 86400)
+		snprintf(buf, len, "%" PRIu64 "h%02" PRIu64 "m", secs / 3600, secs % 3600 / 60);
+	else
+		snprintf(buf, len, "%" PRIu64 "d%02" PRIu64 "h", secs / 86400, secs % 86400 / 3600);
+}
+
+/* now - since, or "-" when since is unset; a timestamp ahead of our clock
+ * (another host's skew) reads as 0s, never as a huge number. */
+static void age_text(uint64_t now, uint64_t since, char *buf, size_t len)
+{
+	if (!since) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	duration_text(now > since ? now - since : 0, buf, len);
+}
+
 int ctl_render_instance_list(FILE *out, const Vmlet__V1__InstanceListResult *m,
 			     struct vmlet_err *err)
 {
-	static const char *const header[] = { "TENANT", "POOL",    "INSTANCE", "STATE", "IPV4",
-					      "VCPUS",  "MEM-MIB", "PID",      "ERROR" };
-	struct table t = { .ncols = 8 };
+	return ctl_render_instance_list_at(out, m, (uint64_t)time(NULL), err);
+}
+
+int ctl_render_instance_list_at(FILE *out, const Vmlet__V1__InstanceListResult *m,
+				uint64_t now_unix, struct vmlet_err *err)
+{
+	static const char *const header[] = { "TENANT", "POOL", "INSTANCE", "STATE",   "UPTIME",
+					      "AGE",    "IPV4", "VCPUS",    "MEM-MIB", "PID",
+					      "ERROR" };
+	struct table t = { .ncols = 10 };
 	int ret = 0;
 
 	if (m->n_instances == 0) {
@@ -286,18 +319,26 @@ int ctl_render_instance_list(FILE *out, const Vmlet__V1__InstanceListResult *m,
 	/* The ERROR column only when some instance has one. */
 	for (size_t i = 0; i < m->n_instances; i++)
 		if (m->instances[i]->last_error && m->instances[i]->last_error[0])
-			t.ncols = 9;
+			t.ncols = 11;
 	ret = table_add(&t, header, err);
 	for (size_t i = 0; ret == 0 && i < m->n_instances; i++) {
 		const Vmlet__V1__InstanceInfo *s = m->instances[i];
-		char state[32], vcpus[16], mem[16], pid[16];
+		char state[32], uptime[24], age[24], vcpus[16], mem[16], pid[16];
 		enum_short_name(&vmlet__v1__instance_state__descriptor, (int)s->state, state,
 				sizeof(state));
+		/* UPTIME: how long it has been running since its last start,
+		 * resume or wake (hostd's state_since); only a running
+		 * instance has one. AGE: since it was created. */
+		if (s->state == VMLET__V1__INSTANCE_STATE__INSTANCE_STATE_RUNNING)
+			age_text(now_unix, s->state_since_unix, uptime, sizeof(uptime));
+		else
+			snprintf(uptime, sizeof(uptime), "-");
+		age_text(now_unix, s->created_unix, age, sizeof(age));
 		snprintf(vcpus, sizeof(vcpus), "%" PRIu32, s->vcpus);
 		snprintf(mem, sizeof(mem), "%" PRIu32, s->mem_mib);
 		snprintf(pid, sizeof(pid), "%" PRIu32, s->pid);
-		const char *row[] = { s->tenant_id, s->pool_id, s->instance_id,
-				      state,	    s->ipv4_address, vcpus,
+		const char *row[] = { s->tenant_id, s->pool_id, s->instance_id, state,
+				      uptime,	    age,	s->ipv4_address, vcpus,
 				      mem,	    s->pid ? pid : "-", s->last_error };
 		ret = table_add(&t, row, err);
 	}

@@ -7,6 +7,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "rpc/agent.pb-c.h"
@@ -24,8 +25,12 @@ int ctl_render_node_info(FILE *out, const Vmlet__V1__NodeInfo *m, struct vmlet_e
 int ctl_render_node_stats(FILE *out, const Vmlet__V1__NodeStats *m, struct vmlet_err *err);
 int ctl_render_tenant_list(FILE *out, const Vmlet__V1__TenantListResult *m,
 			   struct vmlet_err *err);
+/* Columns STATE, UPTIME (running only: since its last start, resume or
+ * wake), AGE (since created), PID, ...; _at takes "now" (unix seconds). */
 int ctl_render_instance_list(FILE *out, const Vmlet__V1__InstanceListResult *m,
 			     struct vmlet_err *err);
+int ctl_render_instance_list_at(FILE *out, const Vmlet__V1__InstanceListResult *m,
+				uint64_t now_unix, struct vmlet_err *err);
 int ctl_render_wake_instance(FILE *out, const Vmlet__V1__WakeInstanceResult *m,
 			     struct vmlet_err *err);
 int ctl_render_reconcile_report(FILE *out, const Vmlet__V1__ReconcileReport *m,

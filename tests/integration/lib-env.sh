@@ -11,6 +11,11 @@
 # Knobs a script may set before env_setup (or before env_write_config):
 #   E_HANDSHAKE_MS E_IDLE_MS E_RATE E_BURST E_MAXCONN E_HOSTD_TIMEOUT_MS
 #   E_ALLOW_ROOT_PEER
+#   E_TMP_PARENT  where the temp dir is made (default /tmp; a script that
+#                 runs jailed VMMs needs a root-owned, not world-writable
+#                 parent such as /var/lib, because the jail checks every
+#                 directory above its root)
+#   E_HOSTD_EXTRA more lines for the [hostd] section (cgroup_root, accel, ...)
 
 HOSTD=$T_BUILD/vmlet-hostd
 AGENTD=$T_BUILD/vmlet-agentd
@@ -80,6 +85,7 @@ coordinators = vmlet://coordinator
 
 [hostd]
 allow_root_peer = ${E_ALLOW_ROOT_PEER:-false}
+${E_HOSTD_EXTRA:-}
 EOF
 	chmod 0644 "$E_CONF"
 }
@@ -94,7 +100,7 @@ env_setup() {
 		fi
 	done
 	if ! env_users; then t_fail "setup" "could not create user vmlet / group vmlet-admin"; t_done; exit 1; fi
-	D=$(mktemp -d /tmp/vmlet-it.XXXXXX) || { t_fail "setup" "mktemp"; t_done; exit 1; }
+	D=$(mktemp -d "${E_TMP_PARENT:-/tmp}/vmlet-it.XXXXXX") || { t_fail "setup" "mktemp"; t_done; exit 1; }
 	trap env_cleanup EXIT
 	trap 'exit 130' INT TERM
 	chmod 0755 "$D"

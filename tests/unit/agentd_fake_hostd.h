@@ -22,7 +22,8 @@ enum fake_hostd_mode {
 	FAKE_GARBAGE = 2 /* answer with bytes that are not a HostResponse */
 };
 
-#define FAKE_KNOWN_INSTANCE "i-0000beef"
+#define FAKE_KNOWN_INSTANCE "i-0000beef"   /* sleeping: a wake makes it running */
+#define FAKE_STOPPED_INSTANCE "i-0000dead" /* stopped: a wake is refused (409) */
 #define FAKE_NODE_ID "test-node"
 
 struct fake_hostd {
@@ -85,6 +86,37 @@ static inline void fake_hostd_answer(const Vmlet__Host__V1__HostRequest *req, ui
 		resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_ERROR;
 		resp.error = &he;
 		break;
+	case VMLET__HOST__V1__HOST_REQUEST__OP_INSTANCE_ACTION: {
+		const Vmlet__Host__V1__InstanceActionRequest *a = req->instance_action;
+
+		if (a->action != VMLET__HOST__V1__INSTANCE_ACTION__INSTANCE_ACTION_WAKE) {
+			he.code = 400;
+			he.message = (char *)"the fake hostd only wakes";
+		} else if (strcmp(a->instance_id, FAKE_KNOWN_INSTANCE) == 0) {
+			ii.tenant_id = a->tenant_id;
+			ii.pool_id = a->pool_id;
+			ii.instance_id = a->instance_id;
+			ii.state = VMLET__V1__INSTANCE_STATE__INSTANCE_STATE_RUNNING;
+			ii.pid = 4242;
+			resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_INSTANCE;
+			resp.instance = &ii;
+			break;
+		} else if (strcmp(a->instance_id, FAKE_STOPPED_INSTANCE) == 0) {
+			snprintf(msg, sizeof(msg),
+				 "cannot WAKE instance %s/%s/%s: it is stopped (allowed from: warm, sleeping)",
+				 a->tenant_id, a->pool_id, a->instance_id);
+			he.code = 409;
+			he.message = msg;
+		} else {
+			snprintf(msg, sizeof(msg), "instance %s/%s/%s not found", a->tenant_id,
+				 a->pool_id, a->instance_id);
+			he.code = 404;
+			he.message = msg;
+		}
+		resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_ERROR;
+		resp.error = &he;
+		break;
+	}
 	default:
 		he.code = 400;
 		he.message = (char *)"unknown operation";

@@ -247,6 +247,22 @@ static void expect_node_info(struct harness *h, int fd)
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+/* A WakeInstanceResult for t/p/INSTANCE: running, hostd's pid, and the
+ * time agentd measured (non-zero: a real interval, not a default). */
+static void expect_wake(struct harness *h, int fd, const char *instance)
+{
+	Vmlet__V1__AgentResponse *r = read_response(h, fd);
+
+	assert_int_equal(r->response_case, VMLET__V1__AGENT_RESPONSE__RESPONSE_WAKE_INSTANCE);
+	assert_non_null(r->wake_instance->instance);
+	assert_string_equal(r->wake_instance->instance->instance_id, instance);
+	assert_int_equal(r->wake_instance->instance->state,
+			 VMLET__V1__INSTANCE_STATE__INSTANCE_STATE_RUNNING);
+	assert_int_equal(r->wake_instance->instance->pid, 4242);
+	assert_true(r->wake_instance->wake_micros > 0);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
 /* ---- framing -------------------------------------------------------------------- */
 
 /* BYTES on a new connection lose the framing: Error{code}, its message
@@ -488,7 +504,8 @@ static void serves_through_hostd_and_recovers(void **state)
 	hostd_up(h, FAKE_REPLY);
 	expect_node_info(h, fd);
 
-	/* Wake: unknown -> hostd's 404; known -> an honest 501. */
+	/* Wake: unknown -> hostd's 404; stopped -> hostd's 409 naming the
+	 * state; sleeping -> woken, with the time it took. */
 	req.request_case = VMLET__V1__AGENT_REQUEST__REQUEST_WAKE_INSTANCE;
 	req.wake_instance = &w;
 	w.tenant_id = (char *)"acme";
@@ -497,10 +514,13 @@ static void serves_through_hostd_and_recovers(void **state)
 	send_request(fd, &req);
 	expect_error(h, fd, 404, msg, sizeof(msg));
 	assert_non_null(strstr(msg, "not found"));
+	w.instance_id = (char *)FAKE_STOPPED_INSTANCE;
+	send_request(fd, &req);
+	expect_error(h, fd, 409, msg, sizeof(msg));
+	assert_non_null(strstr(msg, "it is stopped"));
 	w.instance_id = (char *)FAKE_KNOWN_INSTANCE;
 	send_request(fd, &req);
-	expect_error(h, fd, 501, msg, sizeof(msg));
-	assert_string_equal(msg, "waking instances arrives with the runtime issue; instance is running");
+	expect_wake(h, fd, FAKE_KNOWN_INSTANCE);
 	/* Invalid ids never reach hostd. */
 	int served = atomic_load(&h->fh.served);
 	w.instance_id = (char *)"../../etc";

@@ -177,27 +177,47 @@ static void instance_list_validated_first(void **state)
 	assert_string_equal(call.req.list_instances->pool_id, "web");
 }
 
-static void wake_validated_then_lookup(void **state)
+static void wake_validated_then_host_wake(void **state)
 {
 	Vmlet__V1__AgentRequest req = VMLET__V1__AGENT_REQUEST__INIT;
 	Vmlet__V1__WakeInstanceRequest w = VMLET__V1__WAKE_INSTANCE_REQUEST__INIT;
 	struct agentd_host_call call;
 	struct vmlet_err err;
+	static const char *const bad_instances[] = { "i-XYZ", "", "i-0123abc", "i-0123abcde",
+						    "../../etc", "i-0123ABCD" };
 
 	req.request_case = VMLET__V1__AGENT_REQUEST__REQUEST_WAKE_INSTANCE;
 	req.wake_instance = &w;
 	w.tenant_id = (char *)"acme";
 	w.pool_id = (char *)"web";
-	w.instance_id = (char *)"i-XYZ";
+	for (size_t k = 0; k < sizeof(bad_instances) / sizeof(bad_instances[0]); k++) {
+		w.instance_id = (char *)bad_instances[k];
+		assert_int_equal(prepare(&req, &call, &err), -1);
+		assert_int_equal(err.code, 400);
+		assert_non_null(strstr(err.msg, "instance_id"));
+		assert_int_equal(call.req.op_case, 0); /* nothing for hostd */
+	}
+	w.instance_id = (char *)"i-0123abcd";
+	w.tenant_id = (char *)"../acme";
 	assert_int_equal(prepare(&req, &call, &err), -1);
 	assert_int_equal(err.code, 400);
-	assert_non_null(strstr(err.msg, "instance_id"));
+	assert_non_null(strstr(err.msg, "tenant_id"));
+	w.tenant_id = (char *)"acme";
+	w.pool_id = (char *)"Web/x";
+	assert_int_equal(prepare(&req, &call, &err), -1);
+	assert_int_equal(err.code, 400);
+	assert_non_null(strstr(err.msg, "pool_id"));
 
-	w.instance_id = (char *)"i-0123abcd";
+	w.pool_id = (char *)"web";
 	assert_int_equal(prepare(&req, &call, &err), 0);
-	assert_int_equal(call.req.op_case, VMLET__HOST__V1__HOST_REQUEST__OP_LOOKUP_INSTANCE);
-	assert_string_equal(call.req.lookup_instance->instance_id, "i-0123abcd");
-	assert_string_equal(call.req.lookup_instance->tenant_id, "acme");
+	assert_int_equal(call.req.op_case, VMLET__HOST__V1__HOST_REQUEST__OP_INSTANCE_ACTION);
+	assert_int_equal(call.req.instance_action->action,
+			 VMLET__HOST__V1__INSTANCE_ACTION__INSTANCE_ACTION_WAKE);
+	assert_string_equal(call.req.instance_action->tenant_id, "acme");
+	assert_string_equal(call.req.instance_action->pool_id, "web");
+	assert_string_equal(call.req.instance_action->instance_id, "i-0123abcd");
+	assert_int_equal(call.req.instance_action->graceful_ms, 0);
+	assert_true(protobuf_c_message_check(&call.req.base));
 }
 
 static void reconcile_validates_and_says_not_implemented(void **state)
@@ -243,29 +263,37 @@ static void host_error_keeps_code_and_message(void **state)
 	Vmlet__Host__V1__HostError he = VMLET__HOST__V1__HOST_ERROR__INIT;
 	Vmlet__V1__AgentResponse out = VMLET__V1__AGENT_RESPONSE__INIT;
 	const struct agentd_handler *wake = &agentd_handlers[VMLET__V1__AGENT_REQUEST__REQUEST_WAKE_INSTANCE];
+	union agentd_reply_scratch scratch;
 	struct vmlet_err err;
 
 	resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_ERROR;
 	resp.error = &he;
 	he.code = 404;
 	he.message = (char *)"instance acme/web/i-0123abcd not found";
-	assert_int_equal(agentd_handler_reply(wake, &resp, &out, &err), -1);
+	assert_int_equal(agentd_handler_reply(wake, &resp, 0, &scratch, &out, &err), -1);
 	assert_int_equal(err.code, 404);
 	assert_string_equal(err.msg, "instance acme/web/i-0123abcd not found");
 
+	/* A wake refused for the instance's state: hostd's 409 names it. */
+	he.code = 409;
+	he.message = (char *)"cannot WAKE instance acme/web/i-0123abcd: it is stopped (allowed from: warm, sleeping)";
+	assert_int_equal(agentd_handler_reply(wake, &resp, 0, &scratch, &out, &err), -1);
+	assert_int_equal(err.code, 409);
+	assert_non_null(strstr(err.msg, "it is stopped"));
+
 	he.code = 503;
-	assert_int_equal(agentd_handler_reply(wake, &resp, &out, &err), -1);
+	assert_int_equal(agentd_handler_reply(wake, &resp, 0, &scratch, &out, &err), -1);
 	assert_int_equal(err.code, 503);
 
 	/* A "success" or nonsense code in an error is not passed through. */
 	he.code = 200;
-	assert_int_equal(agentd_handler_reply(wake, &resp, &out, &err), -1);
+	assert_int_equal(agentd_handler_reply(wake, &resp, 0, &scratch, &out, &err), -1);
 	assert_int_equal(err.code, 500);
 	he.code = 0;
-	assert_int_equal(agentd_handler_reply(wake, &resp, &out, &err), -1);
+	assert_int_equal(agentd_handler_reply(wake, &resp, 0, &scratch, &out, &err), -1);
 	assert_int_equal(err.code, 500);
 	he.code = 1000;
-	assert_int_equal(agentd_handler_reply(wake, &resp, &out, &err), -1);
+	assert_int_equal(agentd_handler_reply(wake, &resp, 0, &scratch, &out, &err), -1);
 	assert_int_equal(err.code, 500);
 }
 
@@ -275,47 +303,79 @@ static void results_map_to_responses(void **state)
 	Vmlet__V1__NodeInfo ni = VMLET__V1__NODE_INFO__INIT;
 	Vmlet__V1__NodeStats ns = VMLET__V1__NODE_STATS__INIT;
 	Vmlet__V1__AgentResponse out = VMLET__V1__AGENT_RESPONSE__INIT;
+	union agentd_reply_scratch scratch;
 	struct vmlet_err err;
 
 	resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_NODE_FACTS;
 	resp.node_facts = &ni;
-	assert_int_equal(agentd_handler_reply(&agentd_handlers[2], &resp, &out, &err), 0);
+	assert_int_equal(agentd_handler_reply(&agentd_handlers[2], &resp, 0, &scratch, &out, &err), 0);
 	assert_int_equal(out.response_case, VMLET__V1__AGENT_RESPONSE__RESPONSE_NODE_INFO);
 	assert_ptr_equal(out.node_info, &ni);
 
 	/* The wrong kind of result for the request is an internal error. */
-	assert_int_equal(agentd_handler_reply(&agentd_handlers[3], &resp, &out, &err), -1);
+	assert_int_equal(agentd_handler_reply(&agentd_handlers[3], &resp, 0, &scratch, &out, &err), -1);
 	assert_int_equal(err.code, 500);
 	assert_non_null(strstr(err.msg, "node_stats"));
 
 	resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_NODE_STATS;
 	resp.node_stats = &ns;
-	assert_int_equal(agentd_handler_reply(&agentd_handlers[3], &resp, &out, &err), 0);
+	assert_int_equal(agentd_handler_reply(&agentd_handlers[3], &resp, 0, &scratch, &out, &err), 0);
 	assert_int_equal(out.response_case, VMLET__V1__AGENT_RESPONSE__RESPONSE_NODE_STATS);
 
 	/* Reconcile never goes to hostd: a reply for it is an error. */
-	assert_int_equal(agentd_handler_reply(&agentd_handlers[1], &resp, &out, &err), -1);
+	assert_int_equal(agentd_handler_reply(&agentd_handlers[1], &resp, 0, &scratch, &out, &err), -1);
 	assert_int_equal(err.code, 500);
 }
 
-static void wake_of_existing_instance_is_501_with_state(void **state)
+static void wake_result_carries_instance_and_time(void **state)
 {
 	Vmlet__Host__V1__HostResponse resp = VMLET__HOST__V1__HOST_RESPONSE__INIT;
 	Vmlet__V1__InstanceInfo ii = VMLET__V1__INSTANCE_INFO__INIT;
 	Vmlet__V1__AgentResponse out = VMLET__V1__AGENT_RESPONSE__INIT;
+	const struct agentd_handler *wake = &agentd_handlers[VMLET__V1__AGENT_REQUEST__REQUEST_WAKE_INSTANCE];
+	union agentd_reply_scratch scratch;
 	struct vmlet_err err;
 
 	resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_INSTANCE;
 	resp.instance = &ii;
+	ii.instance_id = (char *)"i-0123abcd";
+	ii.state = VMLET__V1__INSTANCE_STATE__INSTANCE_STATE_RUNNING;
+	ii.pid = 77;
+	assert_int_equal(agentd_handler_reply(wake, &resp, 123456, &scratch, &out, &err), 0);
+	assert_int_equal(out.response_case, VMLET__V1__AGENT_RESPONSE__RESPONSE_WAKE_INSTANCE);
+	assert_ptr_equal(out.wake_instance->instance, &ii);
+	assert_int_equal(out.wake_instance->wake_micros, 123456);
+	assert_true(protobuf_c_message_check(&out.base));
+}
+
+static void wake_answered_not_running_is_500(void **state)
+{
+	Vmlet__Host__V1__HostResponse resp = VMLET__HOST__V1__HOST_RESPONSE__INIT;
+	Vmlet__V1__InstanceInfo ii = VMLET__V1__INSTANCE_INFO__INIT;
+	Vmlet__V1__InstanceListResult il = VMLET__V1__INSTANCE_LIST_RESULT__INIT;
+	Vmlet__V1__AgentResponse out = VMLET__V1__AGENT_RESPONSE__INIT;
+	const struct agentd_handler *wake = &agentd_handlers[VMLET__V1__AGENT_REQUEST__REQUEST_WAKE_INSTANCE];
+	union agentd_reply_scratch scratch;
+	struct vmlet_err err;
+
+	/* A "successful" wake that left the instance asleep would be a lie. */
+	resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_INSTANCE;
+	resp.instance = &ii;
 	ii.state = VMLET__V1__INSTANCE_STATE__INSTANCE_STATE_SLEEPING;
-	assert_int_equal(agentd_handler_reply(&agentd_handlers[6], &resp, &out, &err), -1);
-	assert_int_equal(err.code, 501);
-	assert_string_equal(err.msg,
-			    "waking instances arrives with the runtime issue; instance is sleeping");
-	assert_int_equal(out.response_case, 0); /* never a fake wake result */
-	ii.state = (Vmlet__V1__InstanceState)77;
-	assert_int_equal(agentd_handler_reply(&agentd_handlers[6], &resp, &out, &err), -1);
-	assert_non_null(strstr(err.msg, "instance is unknown"));
+	assert_int_equal(agentd_handler_reply(wake, &resp, 5, &scratch, &out, &err), -1);
+	assert_int_equal(err.code, 500);
+	assert_non_null(strstr(err.msg, "not running"));
+	assert_int_equal(out.response_case, 0);
+	/* No instance, or the wrong kind of result: 500 too. */
+	resp.instance = NULL;
+	assert_int_equal(agentd_handler_reply(wake, &resp, 5, &scratch, &out, &err), -1);
+	assert_int_equal(err.code, 500);
+	resp.result_case = VMLET__HOST__V1__HOST_RESPONSE__RESULT_INSTANCES;
+	resp.instances = &il;
+	assert_int_equal(agentd_handler_reply(wake, &resp, 5, &scratch, &out, &err), -1);
+	assert_int_equal(err.code, 500);
+	assert_non_null(strstr(err.msg, "wake_instance"));
+	assert_int_equal(out.response_case, 0);
 }
 
 int main(void)
@@ -327,11 +387,12 @@ int main(void)
 		cmocka_unit_test(unknown_case_is_400),
 		cmocka_unit_test(simple_requests_map_to_host_ops),
 		cmocka_unit_test(instance_list_validated_first),
-		cmocka_unit_test(wake_validated_then_lookup),
+		cmocka_unit_test(wake_validated_then_host_wake),
 		cmocka_unit_test(reconcile_validates_and_says_not_implemented),
 		cmocka_unit_test(host_error_keeps_code_and_message),
 		cmocka_unit_test(results_map_to_responses),
-		cmocka_unit_test(wake_of_existing_instance_is_501_with_state),
+		cmocka_unit_test(wake_result_carries_instance_and_time),
+		cmocka_unit_test(wake_answered_not_running_is_500),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -173,25 +173,35 @@ static void instance_list_as_aligned_columns(void **state)
 	b.state = VMLET__V1__INSTANCE_STATE__INSTANCE_STATE_SLEEPING;
 	b.vcpus = 1;
 	b.mem_mib = 128;
+	/* now = 1700100000: a running for 2h05m07s, created 3 days ago;
+	 * b created 59 s ago; a state_since ahead of the clock reads 0s. */
+	a.created_unix = 1700100000 - 3 * 86400 - 7200;
+	a.state_since_unix = 1700100000 - 7507;
+	b.created_unix = 1700100000 - 59;
+	b.state_since_unix = 1700100000 - 30;
 	il.n_instances = 2;
 	il.instances = list;
 	mem_open(&m);
-	assert_int_equal(ctl_render_instance_list(m.f, &il, &err), 0);
-	assert_string_equal(mem_text(&m),
-			    "TENANT  POOL     INSTANCE    STATE     IPV4      VCPUS  MEM-MIB  PID\n"
-			    "acme    web      i-0123abcd  running   10.5.0.2  2      512      4242\n"
-			    "acme    workers  i-ffff0000  sleeping  -         1      128      -\n");
+	assert_int_equal(ctl_render_instance_list_at(m.f, &il, 1700100000, &err), 0);
+	assert_string_equal(
+		mem_text(&m),
+		"TENANT  POOL     INSTANCE    STATE     UPTIME  AGE    IPV4      VCPUS  MEM-MIB  PID\n"
+		"acme    web      i-0123abcd  running   2h05m   3d02h  10.5.0.2  2      512      4242\n"
+		"acme    workers  i-ffff0000  sleeping  -       59s    -         1      128      -\n");
 	mem_free(&m);
 
 	/* An ERROR column appears once an instance has one. */
 	b.last_error = "restore failed";
+	a.state_since_unix = 1700100000 + 100; /* skewed: 0s, never a wrapped number */
+	a.created_unix = 0;                     /* unset: "-" */
+	b.created_unix = 1700100000 - 125;
 	mem_open(&m);
-	assert_int_equal(ctl_render_instance_list(m.f, &il, &err), 0);
+	assert_int_equal(ctl_render_instance_list_at(m.f, &il, 1700100000, &err), 0);
 	assert_string_equal(
 		mem_text(&m),
-		"TENANT  POOL     INSTANCE    STATE     IPV4      VCPUS  MEM-MIB  PID   ERROR\n"
-		"acme    web      i-0123abcd  running   10.5.0.2  2      512      4242  -\n"
-		"acme    workers  i-ffff0000  sleeping  -         1      128      -     restore failed\n");
+		"TENANT  POOL     INSTANCE    STATE     UPTIME  AGE    IPV4      VCPUS  MEM-MIB  PID   ERROR\n"
+		"acme    web      i-0123abcd  running   0s      -      10.5.0.2  2      512      4242  -\n"
+		"acme    workers  i-ffff0000  sleeping  -       2m05s  -         1      128      -     restore failed\n");
 	mem_free(&m);
 }
 
