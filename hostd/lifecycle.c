@@ -38,6 +38,7 @@
 #include "hostd/monitor.h"
 #include "hostd/uidalloc.h"
 #include "hostd/vmm.h"
+#include "hostd/vmm_firecracker.h"
 #include "shared/cleanup.h"
 #include "shared/log.h"
 #include "shared/safefile.h"
@@ -55,17 +56,33 @@
 #define CGROUP_KILL_MS 5000
 #define SNAPSHOT_MS 120000
 #define RESTORE_MS 60000
+#define BOOT_MS 10000
 #define MONITOR_TICK_MS 100
 
-/* Inside the jail: the only writable dir, holding the QMP socket and the
- * console FIFO (hostd reaches both at <jail_dir>/root/run/...). */
+/* Inside the jail: the only writable dir of the jail's own, holding the
+ * QMP / API socket and the console FIFO (hostd reaches both at
+ * <jail_dir>/root/run/...). */
 #define JAIL_RUN "/run"
 #define JAIL_QMP JAIL_RUN "/qmp.sock"
+#define JAIL_FC_API JAIL_RUN "/api.sock"
 #define JAIL_CONSOLE JAIL_RUN "/console"
+/* Firecracker only: its binary (bound from the fd hostd checked), the
+ * EMPTY writable dir its next snapshot goes to, and (after a wake) the
+ * read-only generation it was restored from. */
+#define JAIL_FC_BIN "/firecracker"
+#define JAIL_SNAP_OUT "/snapshot"
+#define JAIL_SNAP_IN "/restore"
 #define JAIL_KERNEL "/image/kernel"
 #define JAIL_INITRD "/image/initrd"
 #define SNAPSHOT_DIR "snapshot"
 #define SNAPSHOT_FILE "vm.state"
+/* Firecracker's snapshots are directories beneath SNAPSHOT_DIR: "next"
+ * (owned by the instance uid, empty, bound into the live VM's jail) and
+ * "gen-<n>" (checked, root's 0600 files; the highest is the one a wake
+ * restores). A restored VM maps gen-<n>/mem for its whole life, so it is
+ * never reused: the next sleep writes "next", which becomes gen-<n+1>. */
+#define SNAP_NEXT "next"
+#define SNAP_GEN "gen-"
 #define CONSOLE_LOG "console.log"
 #define CONSOLE_LOG_OLD "console.log.1"
 
@@ -196,7 +213,7 @@ struct lc_vm {
 	pid_t pid;
 	int pidfd;
 	bool child;               /* spawned by this hostd (waitid works) or re-adopted */
-	struct vmm_conn *conn;    /* QMP, connected lazily after a re-adopt */
+	struct vmm_conn *conn;    /* QMP / API, connected lazily after a re-adopt */
 	int console_fd;           /* the FIFO, opened O_RDWR: never EOF, never blocks */
 	int log_dir_fd;           /* instance dir, for the console log and its rotation */
 	int log_fd;
@@ -212,7 +229,8 @@ struct hostd_runtime {
 	const struct vmlet_config *cfg;
 	const struct hostd_facts *facts;
 	const struct hostd_registry *reg;
-	const struct vmm_driver *drv;
+	const struct vmm_driver *drv; /* from [hostd] vmm */
+	const char *vmm_binary;       /* its configured binary (host path) */
 	struct cgroup_env cg;
 	bool cg_ok;
 	struct hostd_monitor *mon;
@@ -300,6 +318,24 @@ static int host_path_of(const struct hostd_runtime *rt, const char *instance,
 	js.writable_dirs[0].jail_path = JAIL_RUN;
 	js.n_writable_dirs = 1;
 	return jail_host_path(&js, jail_path, buf, len, err);
+}
+
+static bool is_firecracker(const struct hostd_runtime *rt)
+{
+	return rt->drv == &vmm_firecracker_driver;
+}
+
+/* The driver snapshots into a directory by path (snapshot_to_dir), not
+ * into an fd hostd opened. */
+static bool by_dir(const struct hostd_runtime *rt)
+{
+	return rt->drv->snapshot_to_dir != NULL;
+}
+
+/* The VMM's control socket inside the jail: QMP, or Firecracker's API. */
+static const char *control_socket(const struct hostd_runtime *rt)
+{
+	return is_firecracker(rt) ? JAIL_FC_API : JAIL_QMP;
 }
 
 /* ---- console ------------------------------------------------------------------------- */
@@ -572,7 +608,7 @@ static int vm_conn(struct hostd_runtime *rt, struct lc_vm *vm, struct vmlet_err 
 
 	if (vm->conn)
 		return 0;
-	if (host_path_of(rt, vm->instance, JAIL_QMP, sock, sizeof(sock), err) < 0)
+	if (host_path_of(rt, vm->instance, control_socket(rt), sock, sizeof(sock), err) < 0)
 		return -1;
 	return rt->drv->connect(sock, QMP_CONNECT_MS, &vm->conn, err);
 }
@@ -649,6 +685,16 @@ static int add_bind(struct jail_spec *js, const char *host, int fd, const char *
 	return 0;
 }
 
+/* What a Firecracker jail has on top of QEMU's (fds owned by the caller,
+ * -1 when absent). */
+struct fc_jail {
+	int bin_fd;   /* the checked firecracker_binary, bound at JAIL_FC_BIN */
+	int out_fd;   /* SNAP_NEXT: rw at JAIL_SNAP_OUT */
+	int in_fd;    /* the generation a wake restores: ro at JAIL_SNAP_IN */
+	/* Their host paths, for the jail's messages (the binds use the fds). */
+	char out_path[PATH_MAX], in_path[PATH_MAX];
+};
+
 static void add_device(struct jail_spec *js, const char *path, unsigned major, unsigned minor,
 		       mode_t mode)
 {
@@ -660,14 +706,15 @@ static void add_device(struct jail_spec *js, const char *path, unsigned major, u
 	d->mode = mode;
 }
 
-/* The jail every QEMU runs in: /usr read-only (the binary, its libraries
+/* The jail every VMM runs in: /usr read-only (the binary, its libraries
  * and firmware; Debian is merged-usr, so lib/lib64/bin are symlinks),
  * the image files bound from the fds that were hashed, /dev with only
- * null/zero/urandom (and kvm when used), one writable /run. */
+ * null/zero/urandom (and kvm when used), one writable /run. fc (NULL for
+ * QEMU) adds Firecracker's binary and snapshot dirs. */
 static void build_jail(struct hostd_runtime *rt, const hostd_instance_rec *rec,
 		       const struct image *img, bool use_kvm, const char *jdir,
 		       const struct cgroup_procs_fds *cfds, char *const *argv,
-		       struct jail_spec *js)
+		       const struct fc_jail *fc, struct jail_spec *js)
 {
 	struct rlimit nofile;
 
@@ -701,6 +748,18 @@ static void build_jail(struct hostd_runtime *rt, const hostd_instance_rec *rec,
 		js->rlimits[js->n_rlimits++] = (struct jail_rlimit){ RLIMIT_NOFILE, lim, lim };
 	}
 	js->exec_path = rt->cfg->qemu_binary;
+	if (fc) {
+		/* Bound from the fd whose owner and mode were checked: the jail
+		 * execs exactly that file. */
+		add_bind(js, rt->cfg->firecracker_binary, fc->bin_fd, JAIL_FC_BIN);
+		js->exec_path = JAIL_FC_BIN;
+		if (fc->out_fd >= 0) {
+			add_bind(js, fc->out_path, fc->out_fd, JAIL_SNAP_OUT);
+			js->binds[js->n_binds - 1].writable = true;
+		}
+		if (fc->in_fd >= 0)
+			add_bind(js, fc->in_path, fc->in_fd, JAIL_SNAP_IN);
+	}
 	js->argv = argv;
 }
 
@@ -771,14 +830,389 @@ static int vm_attach(struct hostd_runtime *rt, const hostd_instance_rec *rec, pi
 	return 0;
 }
 
-/* Start the instance's VMM in its jail and cgroup: cold boot, or (with
- * snap_fd >= 0) waiting for the snapshot, which is then restored. On
- * success rec is running with the new pid, saved. On failure nothing of
- * the attempt is left running and rec.last_error says why. */
-static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap_fd,
-		     struct vmlet_err *err)
+/* ---- snapshot directories (shared by both drivers; gens are Firecracker's) ------------ */
+
+/* How deep a tree hostd wipes below a snapshot dir: a VMM can only make
+ * directories in SNAP_NEXT, and needs none. */
+#define WIPE_DEPTH_MAX 4
+
+/* pools/<p>/instances/<i>/snapshot beneath the tenant root, opened with
+ * hostd_open_beneath at every step: root's 0700 dir (made when create). */
+static int snapshot_dir_open(const struct hostd_registry *reg, const char *tenant,
+			     const char *pool, const char *instance, bool create,
+			     struct vmlet_err *err)
 {
-	static const struct vmm_driver *const drv = &vmm_qemu_driver;
+	_cleanup_close_ int tfd = -1, idir = -1;
+	char rel[3 * VMLET_ID_MAX + 64];
+	struct stat st;
+	int sdir;
+
+	if (!vmlet_id_ok(tenant) || !vmlet_id_ok(pool) || !vmlet_instance_id_ok(instance))
+		return vmlet_err_set(err, VMLET_E_INVALID, 0, "snapshot: invalid ids");
+	tfd = hostd_registry_open_tenant_dir(reg, tenant, err);
+	if (tfd < 0)
+		return -1;
+	snprintf(rel, sizeof(rel), "pools/%s/instances/%s", pool, instance);
+	idir = hostd_open_beneath(tfd, rel, O_RDONLY | O_DIRECTORY, 0, err);
+	if (idir < 0)
+		return -1;
+	if (create && mkdirat(idir, SNAPSHOT_DIR, 0700) < 0 && errno != EEXIST)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: mkdir %s/%s", rel,
+				     SNAPSHOT_DIR);
+	sdir = hostd_open_beneath(idir, SNAPSHOT_DIR, O_RDONLY | O_DIRECTORY, 0, err);
+	if (sdir < 0)
+		return -1;
+	if (fstat(sdir, &st) < 0 || st.st_uid != 0 || (st.st_mode & 07777) != 0700) {
+		close(sdir);
+		return vmlet_err_set(err, VMLET_E_FORBIDDEN, 0,
+				     "snapshot: %s/%s is not a root-owned 0700 directory", rel,
+				     SNAPSHOT_DIR);
+	}
+	return sdir;
+}
+
+/* Overwrite a regular file with zeros: guest memory must not linger in
+ * free blocks. */
+static int zero_fill_fd(int fd, struct vmlet_err *err)
+{
+	static const char zeros[65536];
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: fstat");
+	for (off_t off = 0; off < st.st_size;) {
+		size_t n = st.st_size - off > (off_t)sizeof(zeros) ? sizeof(zeros)
+								  : (size_t)(st.st_size - off);
+		ssize_t w = pwrite(fd, zeros, n, off);
+
+		if (w <= 0)
+			return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: wiping");
+		off += w;
+	}
+	fdatasync(fd);
+	return 0;
+}
+
+/* Remove dirfd/name: regular files zero-filled first (only when this is
+ * their one link: a hard link would make us zero someone else's data),
+ * directories recursively (bounded depth), never following a symlink.
+ * Missing: 0. The tree may have been written by a VMM: nothing is
+ * trusted, every open is beneath dirfd and non-blocking (a FIFO planted
+ * where a file was listed must not hang hostd). */
+static int wipe_entry(int dirfd, const char *name, int depth, struct vmlet_err *err)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0
+				       : vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: stat %s", name);
+	if (S_ISDIR(st.st_mode)) {
+		_cleanup_close_ int d = -1;
+		DIR *dp;
+		struct dirent *de;
+		int rc = 0, dd;
+
+		if (depth >= WIPE_DEPTH_MAX)
+			return vmlet_err_set(err, VMLET_E_FORBIDDEN, 0,
+					     "snapshot: %s nests more than %d directories", name,
+					     WIPE_DEPTH_MAX);
+		d = hostd_open_beneath(dirfd, name, O_RDONLY | O_DIRECTORY, 0, err);
+		if (d < 0)
+			return -1;
+		dd = dup(d);
+		dp = dd >= 0 ? fdopendir(dd) : NULL;
+		if (!dp) {
+			if (dd >= 0)
+				close(dd);
+			return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: opendir %s", name);
+		}
+		while (rc == 0 && (de = readdir(dp)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				rc = wipe_entry(d, de->d_name, depth + 1, err);
+		closedir(dp);
+		if (rc < 0)
+			return -1;
+		if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+			return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: rmdir %s", name);
+		return 0;
+	}
+	if (S_ISREG(st.st_mode) && st.st_nlink == 1) {
+		_cleanup_close_ int f = hostd_open_beneath(dirfd, name, O_WRONLY | O_NONBLOCK, 0,
+							   err);
+
+		if (f < 0 && err->code != VMLET_E_NOT_FOUND)
+			return -1;
+		if (f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+		    zero_fill_fd(f, err) < 0)
+			return -1;
+	}
+	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: unlink %s", name);
+	return 0;
+}
+
+/* "gen-<n>": n decimal, 1..9 digits, no leading zero. */
+static bool gen_parse(const char *name, unsigned *n)
+{
+	size_t pl = strlen(SNAP_GEN);
+	const char *p = name + pl;
+	unsigned v = 0;
+
+	if (strncmp(name, SNAP_GEN, pl) != 0 || !*p || strlen(p) > 9 || (p[0] == '0' && p[1]))
+		return false;
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (unsigned)(*p - '0');
+	}
+	*n = v;
+	return true;
+}
+
+/* The highest gen-<n> in the snapshot dir: 1 (found, *n), 0 (none), -1. */
+static int gen_latest(int sdir, unsigned *n, struct vmlet_err *err)
+{
+	int dd = dup(sdir), found = 0;
+	DIR *dp = dd >= 0 ? fdopendir(dd) : NULL;
+	struct dirent *de;
+
+	if (!dp) {
+		if (dd >= 0)
+			close(dd);
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: opendir");
+	}
+	rewinddir(dp);
+	while ((de = readdir(dp))) {
+		unsigned v;
+
+		if (gen_parse(de->d_name, &v) && (!found || v > *n)) {
+			*n = v;
+			found = 1;
+		}
+	}
+	closedir(dp);
+	return found;
+}
+
+/* Every gen-<n> except keep: wiped (errors logged: the sleep already
+ * succeeded and the next wipe retries). */
+static void gen_wipe_others(int sdir, unsigned keep, const char *instance)
+{
+	int dd = dup(sdir);
+	DIR *dp = dd >= 0 ? fdopendir(dd) : NULL;
+	struct dirent *de;
+	char names[8][NAME_MAX + 1];
+	size_t n = 0;
+
+	if (!dp) {
+		if (dd >= 0)
+			close(dd);
+		return;
+	}
+	rewinddir(dp);
+	while ((de = readdir(dp)) && n < 8) {
+		unsigned v;
+
+		if (gen_parse(de->d_name, &v) && v != keep)
+			snprintf(names[n++], sizeof(names[0]), "%s", de->d_name);
+	}
+	closedir(dp);
+	for (size_t k = 0; k < n; k++) {
+		struct vmlet_err e;
+
+		if (wipe_entry(sdir, names[k], 0, &e) < 0)
+			vlog(VLOG_WARN, "snapshot_gen_wipe_failed", "instance=%s gen=%s error=\"%s\"",
+			     instance, names[k], e.msg);
+	}
+}
+
+/* The host path of an entry of the instance's snapshot dir (only for the
+ * jail's messages: the binds use fds). */
+static void snap_host_path(const struct hostd_runtime *rt, const hostd_instance_rec *rec,
+			   const char *entry, char *buf, size_t len)
+{
+	if (snprintf(buf, len, "%s/tenants/%s/pools/%s/instances/%s/%s/%s", rt->cfg->state_dir,
+		     rec->tenant_id, rec->pool_id, rec->instance_id, SNAPSHOT_DIR, entry) >= (int)len)
+		snprintf(buf, len, "/%s", entry);
+}
+
+/* A fresh, EMPTY SNAP_NEXT owned by the instance (0700), for the next
+ * snapshot of the VMM about to start; anything left there is wiped. */
+static int next_prepare(struct hostd_runtime *rt, const hostd_instance_rec *rec,
+			struct fc_jail *fj, struct vmlet_err *err)
+{
+	_cleanup_close_ int sdir = snapshot_dir_open(rt->reg, rec->tenant_id, rec->pool_id,
+						     rec->instance_id, true, err);
+	int fd;
+
+	if (sdir < 0 || wipe_entry(sdir, SNAP_NEXT, 0, err) < 0)
+		return vmlet_err_prefix(err, "snapshot dir: ");
+	if (mkdirat(sdir, SNAP_NEXT, 0700) < 0)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: mkdir %s", SNAP_NEXT);
+	fd = hostd_open_beneath(sdir, SNAP_NEXT, O_RDONLY | O_DIRECTORY, 0, err);
+	if (fd < 0)
+		return -1;
+	if (fchown(fd, rec->uid, rec->gid) < 0 || fchmod(fd, 0700) < 0) {
+		close(fd);
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: chown %s", SNAP_NEXT);
+	}
+	fj->out_fd = fd;
+	snap_host_path(rt, rec, SNAP_NEXT, fj->out_path, sizeof(fj->out_path));
+	return 0;
+}
+
+/* The two snapshot files of a generation dir (gfd), checked: regular,
+ * one link, owned by want_uid. Then made owner root, group gid, mode
+ * file_mode; the dir likewise with dir_mode. lend (gid = the instance's,
+ * 0440/0750) lets a restoring VMM read them through its read-only bind;
+ * taking them back is gid 0, 0600/0700. */
+static int gen_set_owner(int gfd, uid_t want_uid, gid_t gid, mode_t file_mode, mode_t dir_mode,
+			 struct vmlet_err *err)
+{
+	static const char *const files[] = { VMM_SNAP_STATE_FILE, VMM_SNAP_MEM_FILE };
+
+	for (size_t k = 0; k < 2; k++) {
+		_cleanup_close_ int f = hostd_open_beneath(gfd, files[k], O_RDONLY | O_NONBLOCK, 0,
+							   err);
+		struct stat st;
+
+		if (f < 0)
+			return vmlet_err_prefix(err, "snapshot: ");
+		if (fstat(f, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+		    st.st_uid != want_uid)
+			return vmlet_err_set(err, VMLET_E_FORBIDDEN, 0,
+					     "snapshot: %s is not a regular file with one link "
+					     "owned by uid %u",
+					     files[k], (unsigned)want_uid);
+		if (fchown(f, 0, gid) < 0 || fchmod(f, file_mode) < 0 || fsync(f) < 0)
+			return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: chown/chmod %s",
+					     files[k]);
+	}
+	if (fchown(gfd, 0, gid) < 0 || fchmod(gfd, dir_mode) < 0)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: chown/chmod its dir");
+	return 0;
+}
+
+/* After the VMM that wrote SNAP_NEXT is gone: exactly the two files and
+ * nothing else may be there. */
+static int next_check_entries(int nfd, struct vmlet_err *err)
+{
+	int dd = dup(nfd), n = 0, bad = 0;
+	DIR *dp = dd >= 0 ? fdopendir(dd) : NULL;
+	struct dirent *de;
+	char q[VLOG_STR_MAX] = "";
+
+	if (!dp) {
+		if (dd >= 0)
+			close(dd);
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: opendir %s", SNAP_NEXT);
+	}
+	rewinddir(dp);
+	while ((de = readdir(dp))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		n++;
+		if (strcmp(de->d_name, VMM_SNAP_STATE_FILE) && strcmp(de->d_name, VMM_SNAP_MEM_FILE) &&
+		    !bad++)
+			vlog_str(de->d_name, q, sizeof(q));
+	}
+	closedir(dp);
+	if (bad)
+		return vmlet_err_set(err, VMLET_E_FORBIDDEN, 0,
+				     "snapshot: unexpected entry %s in the snapshot dir", q);
+	if (n != 2)
+		return vmlet_err_set(err, VMLET_E_INTERNAL, 0,
+				     "snapshot: the VMM wrote %d of the 2 snapshot files", n);
+	return 0;
+}
+
+/* Empty SNAP_NEXT in place (it is bound into the live VM's jail: the dir
+ * itself stays), e.g. after a snapshot that failed half-way. */
+static void next_empty(int nfd, const char *instance)
+{
+	int dd = dup(nfd);
+	DIR *dp = dd >= 0 ? fdopendir(dd) : NULL;
+	struct dirent *de;
+	char names[8][NAME_MAX + 1];
+	size_t n = 0;
+
+	if (!dp) {
+		if (dd >= 0)
+			close(dd);
+		return;
+	}
+	rewinddir(dp);
+	while ((de = readdir(dp)) && n < 8)
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			snprintf(names[n++], sizeof(names[0]), "%s", de->d_name);
+	closedir(dp);
+	for (size_t k = 0; k < n; k++) {
+		struct vmlet_err e;
+
+		if (wipe_entry(nfd, names[k], 1, &e) < 0)
+			vlog(VLOG_WARN, "snapshot_next_wipe_failed", "instance=%s error=\"%s\"",
+			     instance, e.msg);
+	}
+}
+
+/* firecracker_binary, opened for the jail to bind and exec: a regular,
+ * executable file of root's that nobody else may write (the VMM runs it
+ * as the instance's uid, but hostd vouches for what it is). */
+static int vmm_binary_open(const char *path, struct vmlet_err *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0)
+		return vmlet_err_sys(err, errno == ENOENT ? VMLET_E_UNAVAILABLE : VMLET_E_INTERNAL,
+				     "firecracker_binary %s", path);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0100))
+		return vmlet_err_set(err, VMLET_E_UNAVAILABLE, 0,
+				     "firecracker_binary %s: not an executable regular file", path);
+	if (st.st_uid != 0 || (st.st_mode & 022))
+		return vmlet_err_set(err, VMLET_E_FORBIDDEN, 0,
+				     "firecracker_binary %s: must be root's and not group- or "
+				     "world-writable (owner %u, mode %04o)",
+				     path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	return vmlet_take_fd(&fd);
+}
+
+/* The console FIFO's write end, for a VMM whose stdout is the console
+ * (console_on_stdout): blocking, so a guest that prints faster than hostd
+ * drains waits instead of losing output. */
+static int console_writer(struct hostd_runtime *rt, const hostd_instance_rec *rec,
+			  struct vmlet_err *err)
+{
+	char path[PATH_MAX];
+	int fd, fl;
+
+	if (host_path_of(rt, rec->instance_id, JAIL_CONSOLE, path, sizeof(path), err) < 0)
+		return -1;
+	/* hostd holds the read end (O_RDWR): this open does not block. */
+	fd = open(path, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "open console fifo %s", path);
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		close(fd);
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "console fifo %s: fcntl", path);
+	}
+	return fd;
+}
+
+/* Start the instance's VMM in its jail and cgroup: cold boot, or (with
+ * snap_fd >= 0) restoring a snapshot: for QEMU snap_fd is the state file
+ * (restore_from_fd), for Firecracker the generation dir (bound read-only
+ * at JAIL_SNAP_IN, restore_from_dir; snap_path names it). On success rec
+ * is running with the new pid, saved. On failure nothing of the attempt
+ * is left running and rec.last_error says why. */
+static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap_fd,
+		     const char *snap_path, struct vmlet_err *err)
+{
+	const struct vmm_driver *drv = rt->drv;
+	bool fc = is_firecracker(rt);
+	struct fc_jail fj = { .bin_fd = -1, .out_fd = -1, .in_fd = -1 };
+	int console_wfd = -1;
 	struct image img = { 0 };
 	struct cgroup_procs_fds cfds = { 0 };
 	struct cgroup_limits lim;
@@ -795,13 +1229,16 @@ static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap
 	 * it where production mode is decided. */
 	if (jail_policy_check(rt->cfg->production, true, err) < 0)
 		return -1;
-	/* The Firecracker driver exists (hostd/vmm_firecracker.c) but its
-	 * snapshot API needs jail paths, not fds: not wired in here yet. */
-	if (strcmp(rt->cfg->vmm, "qemu") != 0)
-		return vmlet_err_set(err, VMLET_E_NOT_IMPLEMENTED, 0,
-				     "vmm = %s: only the qemu driver runs instances so far",
-				     rt->cfg->vmm);
-	if (snap_fd >= 0)
+	/* Firecracker has no TCG: without a usable KVM (NodeInfo.accel, from
+	 * the start-up probe or accel = kvm) it cannot run a guest at all. */
+	if (fc && strcmp(rt->facts->accel, "kvm") != 0)
+		return vmlet_err_set(err, VMLET_E_UNAVAILABLE, 0,
+				     "vmm = firecracker needs KVM, and KVM is not usable on this "
+				     "host (accel = %s): firecracker has no TCG fallback",
+				     rt->facts->accel);
+	if (fc)
+		use_kvm = true;
+	else if (snap_fd >= 0)
 		use_kvm = strcmp(rec->accel, "kvm") == 0; /* restore as it was saved */
 	else
 		use_kvm = strcmp(rt->facts->accel, "kvm") == 0;
@@ -813,6 +1250,8 @@ static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap
 		vmlet_err_set(err, VMLET_E_INTERNAL, ENOMEM, "out of memory");
 		goto out;
 	}
+	if (fc && (fj.bin_fd = vmm_binary_open(rt->cfg->firecracker_binary, err)) < 0)
+		goto out;
 	if (ensure_uid(rt, rec, err) < 0)
 		goto out;
 	if (!rt->cg_ok) {
@@ -831,27 +1270,44 @@ static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap
 	snprintf(cmdline, sizeof(cmdline), "%s",
 		 img.cmdline[0] ? img.cmdline : "console=ttyS0 tsc_early_khz=2000000 panic=-1");
 	vs.instance_id = rec->instance_id;
-	vs.binary = rt->cfg->qemu_binary;
+	vs.binary = fc ? JAIL_FC_BIN : rt->cfg->qemu_binary;
 	vs.vcpus = rec->vcpus;
 	vs.mem_mib = rec->mem_mib;
 	vs.kernel = JAIL_KERNEL;
 	vs.initrd = img.files[IMAGE_INITRD].present ? JAIL_INITRD : NULL;
 	vs.cmdline = cmdline;
-	vs.control_socket = JAIL_QMP;
+	vs.control_socket = control_socket(rt);
 	vs.console_log = JAIL_CONSOLE;
 	vs.tap_fd = -1;
+	/* TAPs arrive with the networking issue: no NIC yet. */
+	vs.tap_name = NULL;
 	vs.use_kvm = use_kvm;
 	vs.incoming = snap_fd >= 0;
 	if (drv->build_argv(&vs, av, err) < 0)
 		goto fail;
 	if (jail_dir_of(rt, rec->instance_id, jdir, sizeof(jdir), err) < 0)
 		goto fail;
-	build_jail(rt, rec, &img, use_kvm, jdir, &cfds, av->argv, js);
+	if (fc) {
+		/* The next snapshot's empty dir; a wake also binds the
+		 * generation it restores (read-only: the VM maps its memory
+		 * file for its whole life). */
+		if (next_prepare(rt, rec, &fj, err) < 0)
+			goto fail;
+		fj.in_fd = snap_fd;
+		snprintf(fj.in_path, sizeof(fj.in_path), "%s", snap_path ? snap_path : "/");
+	}
+	build_jail(rt, rec, &img, use_kvm, jdir, &cfds, av->argv, fc ? &fj : NULL, js);
 	if (jail_prepare(js, err) < 0)
 		goto fail;
 	console_fd = make_console(rt, rec, true, err);
 	if (console_fd < 0)
 		goto fail;
+	if (drv->console_on_stdout) {
+		console_wfd = console_writer(rt, rec, err);
+		if (console_wfd < 0)
+			goto fail;
+		js->keep_fds[js->n_keep_fds++] = (struct jail_fd){ console_wfd, STDOUT_FILENO };
+	}
 	if (jail_spawn(js, &pid, &pidfd, err) < 0)
 		goto fail;
 	rc = vm_attach(rt, rec, pid, pidfd, true, console_fd, &vm, err);
@@ -870,13 +1326,18 @@ static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap
 		goto fail;
 	if (vm_conn(rt, vm, err) < 0)
 		goto fail;
-	if (snap_fd >= 0 && drv->restore_from_fd(vm->conn, snap_fd, RESTORE_MS, err) < 0)
+	if (snap_fd >= 0) {
+		if ((fc ? drv->restore_from_dir(vm->conn, JAIL_SNAP_IN, RESTORE_MS, err)
+			: drv->restore_from_fd(vm->conn, snap_fd, RESTORE_MS, err)) < 0)
+			goto fail;
+	} else if (drv->boot && drv->boot(vm->conn, &vs, BOOT_MS, err) < 0) {
 		goto fail;
+	}
 	rec_state(rec, S(RUNNING));
 	if (rec_set_str(&rec->last_error, "", err) < 0 || rec_save(rt, rec, err) < 0)
 		goto fail;
-	vlog(VLOG_INFO, "vmm_started", "instance=%s/%s/%s pid=%d uid=%u accel=%s restore=%d",
-	     rec->tenant_id, rec->pool_id, rec->instance_id, (int)pid, rec->uid,
+	vlog(VLOG_INFO, "vmm_started", "instance=%s/%s/%s vmm=%s pid=%d uid=%u accel=%s restore=%d",
+	     rec->tenant_id, rec->pool_id, rec->instance_id, drv->name, (int)pid, rec->uid,
 	     use_kvm ? "kvm" : "tcg", snap_fd >= 0);
 	rc = 0;
 	goto out;
@@ -896,6 +1357,12 @@ fail:
 out:
 	if (console_fd >= 0)
 		close(console_fd);
+	if (console_wfd >= 0)
+		close(console_wfd);
+	if (fj.bin_fd >= 0)
+		close(fj.bin_fd);
+	if (fj.out_fd >= 0)
+		close(fj.out_fd);
 	cgroup_procs_fds_close(&cfds);
 	image_close(&img);
 	free(av);
@@ -937,30 +1404,13 @@ int hostd_open_beneath(int dirfd, const char *rel, int flags, mode_t mode, struc
 int hostd_snapshot_open(const struct hostd_registry *reg, const char *tenant, const char *pool,
 			const char *instance, bool for_write, struct vmlet_err *err)
 {
-	_cleanup_close_ int tfd = -1, idir = -1, sdir = -1;
-	char rel[3 * VMLET_ID_MAX + 64];
+	_cleanup_close_ int sdir = -1;
 	struct stat st;
 	int fd;
 
-	if (!vmlet_id_ok(tenant) || !vmlet_id_ok(pool) || !vmlet_instance_id_ok(instance))
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "snapshot: invalid ids");
-	tfd = hostd_registry_open_tenant_dir(reg, tenant, err);
-	if (tfd < 0)
-		return -1;
-	snprintf(rel, sizeof(rel), "pools/%s/instances/%s", pool, instance);
-	idir = hostd_open_beneath(tfd, rel, O_RDONLY | O_DIRECTORY, 0, err);
-	if (idir < 0)
-		return -1;
-	if (for_write && mkdirat(idir, SNAPSHOT_DIR, 0700) < 0 && errno != EEXIST)
-		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: mkdir %s/%s", rel,
-				     SNAPSHOT_DIR);
-	sdir = hostd_open_beneath(idir, SNAPSHOT_DIR, O_RDONLY | O_DIRECTORY, 0, err);
+	sdir = snapshot_dir_open(reg, tenant, pool, instance, for_write, err);
 	if (sdir < 0)
 		return -1;
-	if (fstat(sdir, &st) < 0 || st.st_uid != 0 || (st.st_mode & 07777) != 0700)
-		return vmlet_err_set(err, VMLET_E_FORBIDDEN, 0,
-				     "snapshot: %s/%s is not a root-owned 0700 directory", rel,
-				     SNAPSHOT_DIR);
 	fd = hostd_open_beneath(sdir, SNAPSHOT_FILE,
 				for_write ? O_RDWR | O_CREAT | O_TRUNC : O_RDONLY, 0600, err);
 	if (fd < 0)
@@ -969,52 +1419,35 @@ int hostd_snapshot_open(const struct hostd_registry *reg, const char *tenant, co
 	    (for_write && fchmod(fd, 0600) < 0)) {
 		close(fd);
 		return vmlet_err_set(err, VMLET_E_FORBIDDEN, 0,
-				     "snapshot: %s/%s/%s is not a root-owned regular file", rel,
-				     SNAPSHOT_DIR, SNAPSHOT_FILE);
+				     "snapshot: pools/%s/instances/%s/%s/%s is not a root-owned "
+				     "regular file",
+				     pool, instance, SNAPSHOT_DIR, SNAPSHOT_FILE);
 	}
 	return fd;
 }
 
-/* Zero-fill and unlink the snapshot (guest memory must not linger in free
- * blocks), then remove its directory. Missing: 0. */
+/* Zero-fill and unlink every snapshot of the instance (QEMU's state
+ * file, Firecracker's generations and its next dir: guest memory must not
+ * linger in free blocks), then remove the directory. Missing: 0. No VMM of
+ * the instance may be alive. */
 static int snapshot_wipe(struct hostd_runtime *rt, const hostd_instance_rec *rec,
 			 struct vmlet_err *err)
 {
-	static const char zeros[65536];
-	_cleanup_close_ int tfd = -1, sdir = -1, fd = -1;
+	_cleanup_close_ int tfd = -1;
 	char rel[3 * VMLET_ID_MAX + 64];
-	struct stat st;
 
 	tfd = hostd_registry_open_tenant_dir(rt->reg, rec->tenant_id, err);
 	if (tfd < 0)
 		return err->code == VMLET_E_NOT_FOUND ? 0 : -1;
-	snprintf(rel, sizeof(rel), "pools/%s/instances/%s/%s", rec->pool_id, rec->instance_id,
-		 SNAPSHOT_DIR);
-	sdir = hostd_open_beneath(tfd, rel, O_RDONLY | O_DIRECTORY, 0, err);
-	if (sdir < 0)
-		return err->code == VMLET_E_NOT_FOUND ? 0 : -1;
-	fd = hostd_open_beneath(sdir, SNAPSHOT_FILE, O_WRONLY, 0, err);
-	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-		for (off_t off = 0; off < st.st_size;) {
-			size_t n = st.st_size - off > (off_t)sizeof(zeros)
-					   ? sizeof(zeros) : (size_t)(st.st_size - off);
-			ssize_t w = pwrite(fd, zeros, n, off);
-
-			if (w <= 0)
-				return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: wiping");
-			off += w;
-		}
-		fdatasync(fd);
-	}
-	if (unlinkat(sdir, SNAPSHOT_FILE, 0) < 0 && errno != ENOENT)
-		return vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: unlink");
 	snprintf(rel, sizeof(rel), "pools/%s/instances/%s", rec->pool_id, rec->instance_id);
 	{
 		_cleanup_close_ int idir = hostd_open_beneath(tfd, rel, O_RDONLY | O_DIRECTORY, 0,
-							      NULL);
+							      err);
 
-		if (idir >= 0)
-			unlinkat(idir, SNAPSHOT_DIR, AT_REMOVEDIR);
+		if (idir < 0)
+			return err->code == VMLET_E_NOT_FOUND ? 0 : -1;
+		if (wipe_entry(idir, SNAPSHOT_DIR, 0, err) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -1028,7 +1461,7 @@ static int run_start(struct hostd_runtime *rt, hostd_instance_rec *rec, const st
 	 * that died does not get to clean up) is stale guest memory. */
 	if (snapshot_wipe(rt, rec, err) < 0)
 		return -1;
-	return start_vmm(rt, rec, -1, err);
+	return start_vmm(rt, rec, -1, NULL, err);
 }
 
 static int run_pause(struct hostd_runtime *rt, hostd_instance_rec *rec, const struct lc_args *a,
@@ -1069,7 +1502,7 @@ static int run_stop(struct hostd_runtime *rt, hostd_instance_rec *rec, const str
 	if (rec->state == S(RUNNING) || rec->state == S(WARM)) {
 		vm = vm_find(rt, rec->tenant_id, rec->pool_id, rec->instance_id);
 		if (vm) {
-			bool graceful = false;
+			bool graceful = false, wait = true;
 			struct vmlet_err e2;
 
 			pthread_mutex_lock(&rt->lock);
@@ -1079,10 +1512,16 @@ static int run_stop(struct hostd_runtime *rt, hostd_instance_rec *rec, const str
 			if (vm_conn(rt, vm, &e2) < 0 ||
 			    rt->drv->shutdown(vm->conn,
 					      rec->state == S(WARM) ? 0 : (int)a->graceful_ms,
-					      QUIT_MS, &graceful, &e2) < 0)
+					      QUIT_MS, &graceful, &e2) < 0) {
 				vlog(VLOG_INFO, "stop_forced", "instance=%s reason=\"%s\"",
 				     rec->instance_id, e2.msg);
-			wait_exit(vm, EXIT_WAIT_MS);
+				/* 501: a VMM with no quit request (firecracker)
+				 * whose guest did not power off. It will not end
+				 * by itself: teardown kills it via its cgroup. */
+				wait = e2.code != VMLET_E_NOT_IMPLEMENTED;
+			}
+			if (wait)
+				wait_exit(vm, EXIT_WAIT_MS);
 		}
 	}
 	/* Whatever is left (or a VMM that would not quit) goes with the
@@ -1118,6 +1557,92 @@ static int run_destroy(struct hostd_runtime *rt, hostd_instance_rec *rec,
 	return 0;
 }
 
+/* A snapshot by directory (Firecracker): the live VMM writes both files
+ * into SNAP_NEXT (bound rw at JAIL_SNAP_OUT since its start) and stays
+ * paused; hostd kills it, checks the files, makes them root's 0600 and
+ * renames SNAP_NEXT to the next generation; older generations (the one
+ * this VM was restored from) are wiped. */
+static int run_sleep_dir(struct hostd_runtime *rt, hostd_instance_rec *rec, struct lc_vm *vm,
+			 struct vmlet_err *err)
+{
+	bool was_running = rec->state == S(RUNNING);
+	_cleanup_close_ int sdir = -1, nfd = -1;
+	unsigned gen = 0;
+	char name[32];
+	int r;
+
+	sdir = snapshot_dir_open(rt->reg, rec->tenant_id, rec->pool_id, rec->instance_id, false,
+				 err);
+	if (sdir < 0)
+		return vmlet_err_prefix(err, "sleep: ");
+	nfd = hostd_open_beneath(sdir, SNAP_NEXT, O_RDONLY | O_DIRECTORY, 0, err);
+	if (nfd < 0)
+		return vmlet_err_prefix(err, "sleep: ");
+	/* EMPTY before the VMM writes: anything there came from the VMM on
+	 * its own (or an earlier failed attempt) and is removed. */
+	next_empty(nfd, rec->instance_id);
+	if ((r = gen_latest(sdir, &gen, err)) < 0)
+		return -1;
+	gen = r ? gen + 1 : 1;
+	if (gen > 999999999u)
+		return vmlet_err_set(err, VMLET_E_INTERNAL, 0, "sleep: snapshot generations exhausted");
+	pthread_mutex_lock(&rt->lock);
+	vm->expect_exit = true; /* a completed snapshot is followed by a kill */
+	pthread_mutex_unlock(&rt->lock);
+	if (vm_conn(rt, vm, err) < 0 ||
+	    rt->drv->snapshot_to_dir(vm->conn, JAIL_SNAP_OUT, SNAPSHOT_MS, err) < 0) {
+		struct vmlet_err e2;
+		bool exited;
+
+		vm_conn_drop(vm);
+		pthread_mutex_lock(&rt->lock);
+		exited = vm->exited;
+		vm->expect_exit = false;
+		pthread_mutex_unlock(&rt->lock);
+		next_empty(nfd, rec->instance_id);
+		if (exited) {
+			record_death(rt, rec, vm, err->msg);
+			return -1;
+		}
+		/* The VM was paused for the snapshot: give a running one back
+		 * its vCPUs; a warm one stays warm. */
+		if (was_running &&
+		    (vm_conn(rt, vm, &e2) < 0 || rt->drv->resume(vm->conn, QMP_OP_MS, &e2) < 0))
+			vlog(VLOG_WARN, "resume_after_failed_sleep", "instance=%s error=\"%s\"",
+			     rec->instance_id, e2.msg);
+		return -1;
+	}
+	/* Never resume a snapshotted VM (a clone would replay its state):
+	 * the process goes, with everything in its cgroup. */
+	if (teardown(rt, rec->tenant_id, rec->instance_id, vm, err) < 0)
+		return -1;
+	rec->pid = 0;
+	rec->pid_start_time = 0;
+	snprintf(name, sizeof(name), SNAP_GEN "%u", gen);
+	if (next_check_entries(nfd, err) < 0 ||
+	    gen_set_owner(nfd, rec->uid, 0, 0600, 0700, err) < 0 ||
+	    ((renameat(sdir, SNAP_NEXT, sdir, name) < 0 || fsync(sdir) < 0) &&
+	     vmlet_err_sys(err, VMLET_E_INTERNAL, "snapshot: rename %s to %s", SNAP_NEXT,
+			   name) < 0)) {
+		struct vmlet_err e2;
+		char why[sizeof(err->msg) + 32];
+
+		/* The VM is gone and its snapshot unusable: stopped. */
+		snprintf(why, sizeof(why), "sleep failed: %s", err->msg);
+		next_empty(nfd, rec->instance_id);
+		snapshot_wipe(rt, rec, &e2);
+		rec_state(rec, S(STOPPED));
+		if (rec_set_str(&rec->last_error, why, &e2) == 0)
+			rec_save(rt, rec, &e2);
+		return -1;
+	}
+	gen_wipe_others(sdir, gen, rec->instance_id);
+	vlog(VLOG_INFO, "snapshot_saved", "instance=%s/%s/%s generation=%u", rec->tenant_id,
+	     rec->pool_id, rec->instance_id, gen);
+	rec_state(rec, S(SLEEPING));
+	return rec_save(rt, rec, err);
+}
+
 static int run_sleep(struct hostd_runtime *rt, hostd_instance_rec *rec, const struct lc_args *a,
 		     struct vmlet_err *err)
 {
@@ -1127,6 +1652,8 @@ static int run_sleep(struct hostd_runtime *rt, hostd_instance_rec *rec, const st
 
 	if (!vm)
 		return -1;
+	if (by_dir(rt))
+		return run_sleep_dir(rt, rec, vm, err);
 	fd = hostd_snapshot_open(rt->reg, rec->tenant_id, rec->pool_id, rec->instance_id, true,
 				 err);
 	if (fd < 0)
@@ -1165,6 +1692,51 @@ static int run_sleep(struct hostd_runtime *rt, hostd_instance_rec *rec, const st
 	return rec_save(rt, rec, err);
 }
 
+/* Restore the latest generation (Firecracker): lent read-only to the
+ * instance's gid for the new VMM, which maps its memory file for its
+ * whole life; the generation stays until the next sleep has written a
+ * newer one (or stop/destroy wipe it). */
+static int run_wake_dir(struct hostd_runtime *rt, hostd_instance_rec *rec,
+			struct vmlet_err *err)
+{
+	_cleanup_close_ int sdir = -1, gfd = -1;
+	char name[32], path[PATH_MAX];
+	unsigned gen = 0;
+	int r;
+
+	sdir = snapshot_dir_open(rt->reg, rec->tenant_id, rec->pool_id, rec->instance_id, false,
+				 err);
+	if (sdir < 0)
+		return vmlet_err_prefix(err, "restore: ");
+	if ((r = gen_latest(sdir, &gen, err)) < 0)
+		return -1;
+	if (r == 0)
+		return vmlet_err_set(err, VMLET_E_NOT_FOUND, 0, "restore: no snapshot generation");
+	snprintf(name, sizeof(name), SNAP_GEN "%u", gen);
+	gfd = hostd_open_beneath(sdir, name, O_RDONLY | O_DIRECTORY, 0, err);
+	if (gfd < 0)
+		return vmlet_err_prefix(err, "restore: ");
+	/* Root's files (as the sleep left them), then readable by the
+	 * instance's gid only. */
+	if (gen_set_owner(gfd, 0, rec->gid, 0440, 0750, err) < 0) {
+		struct vmlet_err e2;
+
+		gen_set_owner(gfd, 0, 0, 0600, 0700, &e2); /* what was lent already */
+		return vmlet_err_prefix(err, "restore: ");
+	}
+	snap_host_path(rt, rec, name, path, sizeof(path));
+	if (start_vmm(rt, rec, gfd, path, err) < 0) {
+		struct vmlet_err e2;
+
+		/* The VMM is gone: the generation is root's alone again. */
+		if (gen_set_owner(gfd, 0, 0, 0600, 0700, &e2) < 0)
+			vlog(VLOG_WARN, "snapshot_reclaim_failed", "instance=%s error=\"%s\"",
+			     rec->instance_id, e2.msg);
+		return -1;
+	}
+	return 0;
+}
+
 static int run_wake(struct hostd_runtime *rt, hostd_instance_rec *rec, const struct lc_args *a,
 		    struct vmlet_err *err)
 {
@@ -1172,6 +1744,8 @@ static int run_wake(struct hostd_runtime *rt, hostd_instance_rec *rec, const str
 
 	if (rec->state == S(WARM))
 		return run_resume(rt, rec, a, err);
+	if (by_dir(rt))
+		return run_wake_dir(rt, rec, err);
 	fd = hostd_snapshot_open(rt->reg, rec->tenant_id, rec->pool_id, rec->instance_id, false,
 				 err);
 	if (fd < 0)
@@ -1179,7 +1753,7 @@ static int run_wake(struct hostd_runtime *rt, hostd_instance_rec *rec, const str
 	/* The snapshot stays until the next sleep overwrites it, or stop and
 	 * destroy wipe it: wiping here would put a zero-fill of the guest's
 	 * memory on the wake path. */
-	return start_vmm(rt, rec, fd, err);
+	return start_vmm(rt, rec, fd, NULL, err);
 }
 
 /* ---- the monitor's tick: deaths nobody asked for ---------------------------------------- */
@@ -1324,10 +1898,12 @@ int hostd_runtime_probe_kvm(struct hostd_runtime *rt, const char *image_name, bo
 	vs.console_log = JAIL_CONSOLE;
 	vs.tap_fd = -1;
 	vs.use_kvm = true;
-	if (rt->drv->build_argv(&vs, av, err) < 0 ||
+	/* The probe is QEMU's: it asks whether a stock kernel runs under this
+	 * host's KVM, whatever VMM serves instances. */
+	if (vmm_qemu_driver.build_argv(&vs, av, err) < 0 ||
 	    jail_dir_of(rt, HOSTD_PROBE_INSTANCE, jdir, sizeof(jdir), err) < 0)
 		goto out;
-	build_jail(rt, &rec, &img, true, jdir, &cfds, av->argv, js);
+	build_jail(rt, &rec, &img, true, jdir, &cfds, av->argv, NULL, js);
 	if (jail_prepare(js, err) < 0 || (console_fd = make_console(rt, &rec, true, err)) < 0 ||
 	    jail_spawn(js, &pid, &pidfd, err) < 0)
 		goto cleanup;
@@ -1407,7 +1983,7 @@ static bool same_process(const struct hostd_runtime *rt, const hostd_instance_re
 	if (!rec->pid || !rec->pid_start_time || pid_start_time((pid_t)rec->pid) != rec->pid_start_time)
 		return false;
 	snprintf(exe, sizeof(exe), "/proc/%u/exe", rec->pid);
-	return stat(exe, &a) == 0 && stat(rt->cfg->qemu_binary, &b) == 0 && a.st_dev == b.st_dev &&
+	return stat(exe, &a) == 0 && stat(rt->vmm_binary, &b) == 0 && a.st_dev == b.st_dev &&
 	       a.st_ino == b.st_ino;
 }
 
@@ -1578,7 +2154,16 @@ int hostd_runtime_open(struct hostd_runtime **out, const struct vmlet_config *cf
 	rt->cfg = cfg;
 	rt->facts = facts;
 	rt->reg = reg;
-	rt->drv = &vmm_qemu_driver;
+	/* Firecracker runs in vmlet's own jail (jail.c), exactly like QEMU;
+	 * Firecracker's jailer is never used (jailer_binary only feeds
+	 * NodeInfo.jailer_available). */
+	if (strcmp(cfg->vmm, "firecracker") == 0) {
+		rt->drv = &vmm_firecracker_driver;
+		rt->vmm_binary = cfg->firecracker_binary;
+	} else {
+		rt->drv = &vmm_qemu_driver;
+		rt->vmm_binary = cfg->qemu_binary;
+	}
 	rt->uids.base = cfg->uid_base;
 	rt->uids.count = cfg->uid_count;
 	pthread_mutex_init(&rt->lock, NULL);
