@@ -1,6 +1,7 @@
 #include "hostd/images.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,6 +341,89 @@ static int hash_fd(int fd, const char *path, char out[IMAGE_SHA256_HEX + 1],
 	return r;
 }
 
+/* Verified-hash cache. Hashing a 14 MiB kernel costs ~40 ms, paid on every
+ * start and every wake; the wake path is latency-critical. A file is only
+ * accepted when it is root-owned and not writable by group or others
+ * (check_trusted), and any change to its contents moves its ctime, which
+ * no process can set back. So (dev, ino, size, mtime, ctime) identifies
+ * contents that were already hashed: a hit skips the read, a miss (or any
+ * change at all) hashes again. The cache holds computed hashes only, never
+ * a verdict: the comparison with the manifest happens on every open. */
+#define HASH_CACHE_SLOTS 32
+
+struct hash_cache_entry {
+	bool used;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+	char sha256[IMAGE_SHA256_HEX + 1];
+};
+
+static struct hash_cache_entry hash_cache[HASH_CACHE_SLOTS];
+static unsigned hash_cache_next;
+static pthread_mutex_t hash_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+static bool hash_cache_match(const struct hash_cache_entry *e, const struct stat *st)
+{
+	return e->used && e->dev == st->st_dev && e->ino == st->st_ino &&
+	       e->size == st->st_size && same_time(&e->mtime, &st->st_mtim) &&
+	       same_time(&e->ctime, &st->st_ctim);
+}
+
+static bool hash_cache_get(const struct stat *st, char out[IMAGE_SHA256_HEX + 1])
+{
+	bool hit = false;
+
+	pthread_mutex_lock(&hash_cache_lock);
+	for (size_t i = 0; i < HASH_CACHE_SLOTS && !hit; i++)
+		if (hash_cache_match(&hash_cache[i], st)) {
+			memcpy(out, hash_cache[i].sha256, IMAGE_SHA256_HEX + 1);
+			hit = true;
+		}
+	pthread_mutex_unlock(&hash_cache_lock);
+	return hit;
+}
+
+static void hash_cache_put(const struct stat *st, const char sha256[IMAGE_SHA256_HEX + 1])
+{
+	pthread_mutex_lock(&hash_cache_lock);
+	struct hash_cache_entry *e = &hash_cache[hash_cache_next++ % HASH_CACHE_SLOTS];
+	e->used = true;
+	e->dev = st->st_dev;
+	e->ino = st->st_ino;
+	e->size = st->st_size;
+	e->mtime = st->st_mtim;
+	e->ctime = st->st_ctim;
+	memcpy(e->sha256, sha256, IMAGE_SHA256_HEX + 1);
+	pthread_mutex_unlock(&hash_cache_lock);
+}
+
+void image_hash_cache_clear(void)
+{
+	pthread_mutex_lock(&hash_cache_lock);
+	memset(hash_cache, 0, sizeof(hash_cache));
+	hash_cache_next = 0;
+	pthread_mutex_unlock(&hash_cache_lock);
+}
+
+/* The file's hash, from the cache when its identity and times are unchanged. */
+static int hash_file(int fd, const struct stat *st, const char *path,
+		     char out[IMAGE_SHA256_HEX + 1], struct vmlet_err *err)
+{
+	if (hash_cache_get(st, out))
+		return 0;
+	if (hash_fd(fd, path, out, err) < 0)
+		return -1;
+	hash_cache_put(st, out);
+	return 0;
+}
+
 static int open_image_file(int imgfd, const char *dir, const struct image_manifest *m,
 			   enum image_role role, struct image_file *f, struct vmlet_err *err)
 {
@@ -370,7 +454,7 @@ static int open_image_file(int imgfd, const char *dir, const struct image_manife
 				     role_names[role], f->path);
 	if (fcntl(fd, F_SETFL, 0) < 0)
 		return vmlet_err_sys(err, VMLET_E_INTERNAL, "image store: fcntl %s", f->path);
-	if (hash_fd(fd, f->path, f->sha256, err) < 0)
+	if (hash_file(fd, &st, f->path, f->sha256, err) < 0)
 		return -1;
 	if (strcmp(f->sha256, m->sha256[role]) != 0)
 		return vmlet_err_set(err, VMLET_E_INTERNAL, 0,

@@ -87,4 +87,8 @@ int image_open(const char *images_dir, const char *name, struct image *img,
 /* Close the fds (idempotent; also fine on a zeroed or failed image). */
 void image_close(struct image *img);
 
+/* Forget every cached file hash (tests; hostd never needs to: a changed
+ * file misses the cache by its ctime). */
+void image_hash_cache_clear(void);
+
 #endif

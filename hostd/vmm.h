@@ -11,8 +11,8 @@
  *    the instance's 0700 snapshot dir (openat2, RESOLVE_BENEATH) and hands
  *    the driver an open fd; the VMM (running as the instance uid, inside
  *    its jail) never needs a path to hostd's state. (Firecracker's
- *    snapshot API takes two paths, vmstate and memory, not an fd: when
- *    its driver lands, these two calls gain jail-relative paths.)
+ *    snapshot API takes paths: it uses snapshot_to_dir/restore_from_dir
+ *    below, on a directory hostd binds into the jail.)
  *  - Everything that talks to the VMM takes a timeout: a wedged or hostile
  *    VMM costs a bounded wait and a clear error, never a hung worker.
  * The spec is validated by hostd before it gets here; build_argv checks it

@@ -338,6 +338,44 @@ static void hash_mismatch_refused(void **state)
 	assert_int_equal(img.files[IMAGE_KERNEL].fd, -1);
 }
 
+/* The verified-hash cache must never hide a change: rewrite the kernel in
+ * place (same inode, same size) and put its mtime back, as an attacker
+ * would; only the ctime moves, and that alone must force a re-hash. */
+static void cached_hash_sees_in_place_change(void **state)
+{
+	const char *dir = make_image("cached", NULL);
+	char path[PATH_MAX];
+	struct image img;
+	struct vmlet_err err;
+	struct stat before;
+	int fd;
+
+	image_hash_cache_clear();
+	assert_int_equal(image_open(store, "cached", &img, &err), 0);
+	image_close(&img);
+	/* A second open is served from the cache and is still right. */
+	assert_int_equal(image_open(store, "cached", &img, &err), 0);
+	image_close(&img);
+
+	fmt(path, sizeof(path), "%s/vmlinuz", dir);
+	assert_int_equal(stat(path, &before), 0);
+	assert_int_equal(chmod(path, 0644), 0);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	char evil[sizeof(kernel_data)];
+	memset(evil, 'X', sizeof(evil));
+	assert_int_equal(pwrite(fd, evil, strlen(kernel_data), 0), (ssize_t)strlen(kernel_data));
+	assert_int_equal(close(fd), 0);
+	assert_int_equal(chmod(path, 0444), 0);
+	struct timespec times[2] = { before.st_atim, before.st_mtim };
+	assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+
+	assert_int_equal(image_open(store, "cached", &img, &err), -1);
+	assert_int_equal(err.code, 500);
+	assert_non_null(strstr(err.msg, "sha256 mismatch"));
+	assert_non_null(strstr(err.msg, "vmlinuz"));
+}
+
 static void symlinks_refused(void **state)
 {
 	const char *dir = make_image("linked", NULL);
@@ -513,6 +551,7 @@ int main(void)
 		cmocka_unit_test(manifest_structure_refused),
 		cmocka_unit_test(oversize_manifest_refused),
 		cmocka_unit_test(hash_mismatch_refused),
+		cmocka_unit_test(cached_hash_sees_in_place_change),
 		cmocka_unit_test(symlinks_refused),
 		cmocka_unit_test(odd_files_refused),
 		cmocka_unit_test(untrusted_ownership_refused),
