@@ -249,8 +249,10 @@ static void handle_frame(struct agentd_conn *c)
 	memset(&call, 0, sizeof(call));
 	vmlet__host__v1__host_request__init(&call.req);
 	if (c->handler->prepare(req, env->cfg, &call, &err) < 0 ||
-	    agentd_hostclient_submit(env->hc, &call.req, agentd_conn_cookie(c), &c->host_op,
-				     &err) < 0) {
+	    (c->handler->serve
+		     ? c->handler->serve(req, env->reconciler, agentd_conn_cookie(c), &err)
+		     : agentd_hostclient_submit(env->hc, &call.req, agentd_conn_cookie(c),
+						&c->host_op, &err)) < 0) {
 		protobuf_c_message_free_unpacked(&req->base, NULL);
 		respond_error(c, err.code, err.msg, false);
 		return;
@@ -517,6 +519,18 @@ void agentd_conn_on_host_reply(struct agentd_conn *c, const Vmlet__Host__V1__Hos
 		return;
 	}
 	respond(c, &out.base, 200, NULL, false);
+}
+
+void agentd_conn_on_served(struct agentd_conn *c, const Vmlet__V1__AgentResponse *resp,
+			   const struct vmlet_err *err)
+{
+	if (c->state != CONN_WAITING)
+		return;
+	if (!resp) {
+		respond_error(c, err->code, err->msg, false);
+		return;
+	}
+	respond(c, &resp->base, 200, NULL, false);
 }
 
 void agentd_conn_on_deadline(struct agentd_conn *c)

@@ -41,6 +41,7 @@ struct agentd_conn_env {
 	const struct vmlet_config *cfg;
 	struct agentd_tls *tls;
 	struct agentd_hostclient *hc;
+	struct agentd_reconciler *reconciler; /* NULL: reconcile answers 503 */
 	const struct agentd_handler *table;
 	size_t table_len;
 	int epfd;
@@ -114,6 +115,11 @@ void agentd_conn_on_io(struct agentd_conn *c, uint32_t events);
 /* hostd's reply (resp) or failure (err) for the request in flight. */
 void agentd_conn_on_host_reply(struct agentd_conn *c, const Vmlet__Host__V1__HostResponse *resp,
 			       const struct vmlet_err *err);
+
+/* The answer to a request a handler served itself (handler->serve):
+ * resp, or err when resp is NULL. Ignored unless the connection waits. */
+void agentd_conn_on_served(struct agentd_conn *c, const Vmlet__V1__AgentResponse *resp,
+			   const struct vmlet_err *err);
 
 /* The deadline passed (handshake, idle, slow reader or drain). */
 void agentd_conn_on_deadline(struct agentd_conn *c);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agentd/reconcile.h"
 #include "shared/validate.h"
 
 const char *agentd_transport_name(unsigned transport)
@@ -95,10 +96,19 @@ static int prepare_reconcile(const Vmlet__V1__AgentRequest *req, const struct vm
 		return vmlet_err_set(err, VMLET_E_INVALID, 0, "reconcile.desired_state: required");
 	if (vmlet_validate_desired_state(ds, cfg->node_id, err) < 0)
 		return -1;
-	/* Never pretend: a valid state is acknowledged as valid and nothing
-	 * else, until the reconcile engine exists. */
-	return vmlet_err_set(err, VMLET_E_NOT_IMPLEMENTED, 0,
-			     "desired state is valid, but the reconcile engine is not implemented yet (issue 5); nothing was changed");
+	/* No host request: serve_reconcile hands the state to the engine. */
+	return 0;
+}
+
+/* Signature, sequence, persistence, then a pass whose ReconcileReport is
+ * the answer (agentd/reconcile.h); 409 while another pass runs. */
+static int serve_reconcile(const Vmlet__V1__AgentRequest *req, struct agentd_reconciler *rec,
+			   uint64_t cookie, struct vmlet_err *err)
+{
+	if (!rec)
+		return vmlet_err_set(err, VMLET_E_UNAVAILABLE, 0,
+				     "the reconcile engine is not running; nothing was changed");
+	return agentd_reconciler_accept(rec, req->reconcile, cookie, err);
 }
 
 /* ---- finish: HostResponse -> AgentResponse -------------------------------- */
@@ -177,6 +187,35 @@ static int finish_wake_instance(const Vmlet__Host__V1__HostResponse *resp, uint6
 	return 0;
 }
 
+/* net verify: an operator's question about this host, so local only. */
+static int prepare_net_verify(const Vmlet__V1__AgentRequest *req, const struct vmlet_config *cfg,
+			      struct agentd_host_call *call, struct vmlet_err *err)
+{
+	const Vmlet__V1__NetVerifyRequest *r = req->net_verify;
+
+	if (r->tenant_id && r->tenant_id[0] &&
+	    vmlet_validate_id("net_verify.tenant_id", r->tenant_id, err) < 0)
+		return -1;
+	vmlet__host__v1__verify_network_request__init(&call->op.verify_network);
+	call->op.verify_network.tenant_id = r->tenant_id;
+	call->op.verify_network.deep = r->deep;
+	call->req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_VERIFY_NETWORK;
+	call->req.verify_network = &call->op.verify_network;
+	return 0;
+}
+
+static int finish_net_verify(const Vmlet__Host__V1__HostResponse *resp, uint64_t elapsed_us,
+			     union agentd_reply_scratch *scratch, Vmlet__V1__AgentResponse *out,
+			     struct vmlet_err *err)
+{
+	if (resp->result_case != VMLET__HOST__V1__HOST_RESPONSE__RESULT_NET_VERIFY ||
+	    !resp->net_verify)
+		return unexpected(resp, "net_verify", err);
+	out->response_case = VMLET__V1__AGENT_RESPONSE__RESPONSE_NET_VERIFY;
+	out->net_verify = resp->net_verify;
+	return 0;
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 #define BOTH (AGENTD_TRANSPORT_TLS | AGENTD_TRANSPORT_LOCAL)
@@ -184,7 +223,7 @@ static int finish_wake_instance(const Vmlet__Host__V1__HostResponse *resp, uint6
 const struct agentd_handler agentd_handlers[] = {
 	[VMLET__V1__AGENT_REQUEST__REQUEST_RECONCILE] = {
 		VMLET__V1__AGENT_REQUEST__REQUEST_RECONCILE, "reconcile", BOTH,
-		prepare_reconcile, NULL },
+		prepare_reconcile, NULL, serve_reconcile },
 	[VMLET__V1__AGENT_REQUEST__REQUEST_NODE_INFO] = {
 		VMLET__V1__AGENT_REQUEST__REQUEST_NODE_INFO, "node_info", BOTH,
 		prepare_node_info, finish_node_info },
@@ -200,6 +239,10 @@ const struct agentd_handler agentd_handlers[] = {
 	[VMLET__V1__AGENT_REQUEST__REQUEST_WAKE_INSTANCE] = {
 		VMLET__V1__AGENT_REQUEST__REQUEST_WAKE_INSTANCE, "wake_instance", BOTH,
 		prepare_wake_instance, finish_wake_instance },
+	/* local admin only */
+	[VMLET__V1__AGENT_REQUEST__REQUEST_NET_VERIFY] = {
+		VMLET__V1__AGENT_REQUEST__REQUEST_NET_VERIFY, "net_verify", AGENTD_TRANSPORT_LOCAL,
+		prepare_net_verify, finish_net_verify },
 };
 
 const size_t agentd_handlers_len = sizeof(agentd_handlers) / sizeof(agentd_handlers[0]);

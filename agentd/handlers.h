@@ -22,6 +22,8 @@ enum agentd_transport {
 
 const char *agentd_transport_name(unsigned transport);
 
+struct agentd_reconciler; /* agentd/reconcile.h */
+
 /* Storage for the host request prepare() builds; its strings borrow from
  * the AgentRequest, so it is packed before that is freed. */
 struct agentd_host_call {
@@ -33,6 +35,7 @@ struct agentd_host_call {
 		Vmlet__Host__V1__ListInstancesRequest list_instances;
 		Vmlet__Host__V1__LookupInstanceRequest lookup_instance;
 		Vmlet__Host__V1__InstanceActionRequest instance_action;
+		Vmlet__Host__V1__VerifyNetworkRequest verify_network;
 	} op;
 };
 
@@ -57,6 +60,12 @@ struct agentd_handler {
 	int (*finish)(const Vmlet__Host__V1__HostResponse *resp, uint64_t elapsed_us,
 		      union agentd_reply_scratch *scratch, Vmlet__V1__AgentResponse *out,
 		      struct vmlet_err *err);
+	/* Set for a request served inside agentd rather than by one host
+	 * request (reconcile): called instead of submitting call, after
+	 * prepare() accepted the request. 0: the answer comes later
+	 * (agentd_conn_on_served, matched by cookie); -1 + err: answered now. */
+	int (*serve)(const Vmlet__V1__AgentRequest *req, struct agentd_reconciler *rec,
+		     uint64_t cookie, struct vmlet_err *err);
 };
 
 /* Indexed by request case. */

@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "agentd/conn.h"
@@ -22,6 +23,7 @@
 #define TAG_LISTENER 1u
 #define TAG_SIGNAL 2u
 #define TAG_HOST 3u
+#define TAG_TIMER 5u /* AGENTD_TAG_CONN is 4 */
 #define MAX_LISTENERS 4
 #define MAX_EVENTS 64
 #define ACCEPTS_PER_TURN 64
@@ -37,6 +39,7 @@ struct agentd_loop {
 	struct agentd_conn_env env;
 	int epfd;
 	int sigfd;
+	int timerfd; /* periodic reconcile pass; -1 = none */
 	struct listener listeners[MAX_LISTENERS];
 	size_t n_listeners;
 	bool listeners_paused; /* out of file descriptors: accept later */
@@ -122,6 +125,7 @@ int agentd_loop_new(const struct vmlet_config *cfg, struct agentd_tls *tls,
 	loop->cfg = cfg;
 	loop->epfd = -1;
 	loop->sigfd = -1;
+	loop->timerfd = -1;
 	loop->n_slots = cfg->max_connections;
 	loop->slots = calloc(loop->n_slots, sizeof(*loop->slots));
 	loop->env.scratch = malloc(SCRATCH_LEN);
@@ -212,6 +216,8 @@ void agentd_loop_free(struct agentd_loop *loop)
 		slot_release(loop, loop->active);
 	if (loop->sigfd >= 0)
 		close(loop->sigfd);
+	if (loop->timerfd >= 0)
+		close(loop->timerfd);
 	if (loop->epfd >= 0)
 		close(loop->epfd);
 	free(loop->slots);
@@ -364,6 +370,11 @@ static void on_host_reply(void *arg, uint64_t cookie, const Vmlet__Host__V1__Hos
 	uint32_t slot = (uint32_t)cookie, gen = (uint32_t)(cookie >> 32);
 	struct agentd_conn *c;
 
+	if (agentd_reconcile_cookie(cookie)) {
+		if (loop->env.reconciler)
+			agentd_reconciler_on_host_reply(loop->env.reconciler, cookie, resp, err);
+		return;
+	}
 	if (slot >= loop->n_slots || loop->slots[slot].gen != gen ||
 	    loop->slots[slot].state != CONN_WAITING) {
 		/* Its connection is gone (closed, timed out): nothing to do. */
@@ -373,6 +384,63 @@ static void on_host_reply(void *arg, uint64_t cookie, const Vmlet__Host__V1__Hos
 	c = &loop->slots[slot];
 	agentd_conn_on_host_reply(c, resp, err);
 	release_if_closed(loop, c);
+}
+
+void agentd_loop_reconcile_done(void *arg, uint64_t cookie, const Vmlet__V1__ReconcileReport *report,
+				const struct vmlet_err *err)
+{
+	struct agentd_loop *loop = arg;
+	Vmlet__V1__AgentResponse out = VMLET__V1__AGENT_RESPONSE__INIT;
+	uint32_t slot = (uint32_t)cookie, gen = (uint32_t)(cookie >> 32);
+	struct agentd_conn *c;
+
+	if (cookie == AGENTD_RECONCILE_NO_WAITER)
+		return; /* a timer pass: the reconciler logged it */
+	if (slot >= loop->n_slots || loop->slots[slot].gen != gen ||
+	    loop->slots[slot].state != CONN_WAITING) {
+		vlog(VLOG_INFO, "reconcile_report_dropped", "reason=\"the requesting connection is gone\"");
+		return;
+	}
+	c = &loop->slots[slot];
+	if (report) {
+		out.response_case = VMLET__V1__AGENT_RESPONSE__RESPONSE_RECONCILE;
+		out.reconcile = (Vmlet__V1__ReconcileReport *)report;
+		agentd_conn_on_served(c, &out, NULL);
+	} else {
+		agentd_conn_on_served(c, NULL, err);
+	}
+	release_if_closed(loop, c);
+}
+
+int agentd_loop_attach_reconciler(struct agentd_loop *loop, struct agentd_reconciler *r,
+				  uint32_t first_s, uint32_t interval_s, struct vmlet_err *err)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = first_s ? first_s : 1 },
+				  .it_interval = { .tv_sec = interval_s } };
+
+	loop->env.reconciler = r;
+	loop->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (loop->timerfd < 0)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "timerfd_create");
+	if (timerfd_settime(loop->timerfd, 0, &its, NULL) < 0)
+		return vmlet_err_sys(err, VMLET_E_INTERNAL, "timerfd_settime");
+	return epoll_add(loop->epfd, loop->timerfd, EPOLLIN, TAG_TIMER, err);
+}
+
+static void on_timer(struct agentd_loop *loop)
+{
+	uint64_t ticks;
+	struct vmlet_err err;
+	char ebuf[VLOG_STR_MAX];
+
+	if (read(loop->timerfd, &ticks, sizeof(ticks)) != (ssize_t)sizeof(ticks))
+		return;
+	vmlet_err_clear(&err);
+	/* Skipped without a persisted state or while a pass runs; hostd
+	 * being away only costs this tick. */
+	if (agentd_reconciler_run(loop->env.reconciler, &err) < 0)
+		vlog(VLOG_WARN, "reconcile_pass_not_started", "error=%s",
+		     vlog_str(err.msg, ebuf, sizeof(ebuf)));
 }
 
 static void on_signal(struct agentd_loop *loop)
@@ -457,6 +525,9 @@ int agentd_loop_run_once(struct agentd_loop *loop, int timeout_ms, struct vmlet_
 		}
 		case TAG_SIGNAL:
 			on_signal(loop);
+			break;
+		case TAG_TIMER:
+			on_timer(loop);
 			break;
 		case TAG_HOST:
 			agentd_hostclient_drain(loop->env.hc, on_host_reply, loop);

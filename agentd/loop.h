@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "agentd/hostclient.h"
+#include "agentd/reconcile.h"
 #include "agentd/tls.h"
 #include "shared/config.h"
 #include "shared/err.h"
@@ -24,6 +25,17 @@ int agentd_loop_new(const struct vmlet_config *cfg, struct agentd_tls *tls,
  * agentd_loop_free). transport is AGENTD_TRANSPORT_TLS or _LOCAL. */
 int agentd_loop_add_listener(struct agentd_loop *loop, int fd, unsigned transport,
 			     struct vmlet_err *err);
+
+/* Serve Reconcile through r and run a pass from the persisted state
+ * first_s seconds from now, then every interval_s seconds (a timerfd, set
+ * up here so no timer syscall is needed after seccomp). r is not owned;
+ * create it with done = agentd_loop_reconcile_done, done_arg = loop. */
+int agentd_loop_attach_reconciler(struct agentd_loop *loop, struct agentd_reconciler *r,
+				  uint32_t first_s, uint32_t interval_s, struct vmlet_err *err);
+
+/* The reconciler's done callback: answers the waiting connection. */
+void agentd_loop_reconcile_done(void *arg, uint64_t cookie, const Vmlet__V1__ReconcileReport *report,
+				const struct vmlet_err *err);
 
 /* Block SIGINT and SIGTERM (call before any thread starts, so every thread
  * inherits the mask) and receive them through a signalfd: either one ends

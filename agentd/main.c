@@ -20,6 +20,7 @@
 #include "agentd/local.h"
 #include "agentd/loop.h"
 #include "agentd/privdrop.h"
+#include "agentd/reconcile.h"
 #include "agentd/tls.h"
 #include "shared/config.h"
 #include "shared/daemon.h"
@@ -33,6 +34,7 @@ int main(int argc, char **argv)
 	struct agentd_tls *tls = NULL;
 	struct agentd_hostclient *hc = NULL;
 	struct agentd_loop *loop = NULL;
+	struct agentd_reconciler *rec = NULL;
 	struct agentd_local_listener local = { .fd = -1 };
 	int tcp_fd = -1, rc = 1;
 	char tcp_addr[128] = "", hostd_sock[PATH_MAX], url[PATH_MAX + 8], pbuf[VLOG_STR_MAX];
@@ -107,6 +109,28 @@ int main(int argc, char **argv)
 		rc = vmlet_daemon_fail("startup_failed", &err);
 		goto out;
 	}
+	{
+		/* The persisted desired state is read (and checked) here; the
+		 * first pass runs a second after start, once NNG has had a
+		 * chance to reach hostd, then every reconcile_interval_s.
+		 * Trusted signing keys: no config key exists yet, so none are
+		 * trusted and a signed state is refused (403). */
+		struct agentd_reconciler_opts ro = {
+			.node_id = cfg.node_id,
+			.state_dir = cfg.agentd_state_dir,
+			.keys_dir = NULL,
+			.production = cfg.production,
+			.max_len = cfg.max_frame,
+			.hc = hc,
+			.done = agentd_loop_reconcile_done,
+			.done_arg = loop,
+		};
+		if (agentd_reconciler_new(&ro, &rec, &err) < 0 ||
+		    agentd_loop_attach_reconciler(loop, rec, 1, cfg.reconcile_interval_s, &err) < 0) {
+			rc = vmlet_daemon_fail("startup_failed", &err);
+			goto out;
+		}
+	}
 	if (agentd_load_seccomp(&err) < 0) {
 		rc = vmlet_daemon_fail("seccomp_failed", &err);
 		goto out;
@@ -123,6 +147,7 @@ int main(int argc, char **argv)
 out:
 	vlog(VLOG_INFO, "shutdown", "rc=%d", rc);
 	agentd_loop_free(loop);
+	agentd_reconciler_free(rec);
 	agentd_hostclient_close(hc);
 	if (tcp_fd >= 0)
 		close(tcp_fd);

@@ -32,6 +32,7 @@ const struct ctl_opt ctl_opts[] = {
 	{ "-o", CTL_O_OUT, CTL_OPT_VALUE, false, "PATH", NULL },
 	{ "--sign-key", CTL_O_SIGN_KEY, CTL_OPT_VALUE, false, "FILE", NULL },
 	{ "--key-id", CTL_O_KEY_ID, CTL_OPT_VALUE, false, "ID", NULL },
+	{ "--deep", CTL_O_DEEP, CTL_OPT_FLAG, false, NULL, NULL },
 };
 const size_t ctl_n_opts = sizeof(ctl_opts) / sizeof(ctl_opts[0]);
 

@@ -38,6 +38,7 @@ enum ctl_opt_id {
 	CTL_O_OUT,         /* keys gen --out PREFIX, sign -o FILE */
 	CTL_O_SIGN_KEY,    /* reconcile --sign-key FILE */
 	CTL_O_KEY_ID,      /* reconcile --key-id ID */
+	CTL_O_DEEP,        /* net verify --deep */
 	CTL_O__COUNT
 };
 

@@ -78,6 +78,14 @@ static int check_wake(struct ctl_invocation *inv, struct vmlet_err *err)
 	return 0;
 }
 
+static int check_net_verify(struct ctl_invocation *inv, struct vmlet_err *err)
+{
+	if (inv->n_operands > 0 &&
+	    copy_checked_id("TENANT", inv->operands[0], inv->tenant, sizeof(inv->tenant), err) < 0)
+		return -1;
+	return 0;
+}
+
 static int check_certs_init(struct ctl_invocation *inv, struct vmlet_err *err)
 {
 	return vmlet_validate_id("--node-id", ctl_opt_value(inv, CTL_O_NODE_ID), err);
@@ -129,6 +137,12 @@ static int build_wake(const struct ctl_invocation *inv, struct ctl_request *r,
 		      struct vmlet_err *err)
 {
 	return ctl_request_wake_instance(r, inv->tenant, inv->pool, inv->instance, err);
+}
+
+static int build_net_verify(const struct ctl_invocation *inv, struct ctl_request *r,
+			    struct vmlet_err *err)
+{
+	return ctl_request_net_verify(r, inv->tenant, ctl_opt_given(inv, CTL_O_DEEP), err);
 }
 
 static int build_reconcile(const struct ctl_invocation *inv, struct ctl_request *r,
@@ -284,6 +298,7 @@ static const struct ctl_cmd_opt sign_opts[] = {
 	{ CTL_O_FILE, true },
 	{ CTL_O_OUT, false },
 };
+static const struct ctl_cmd_opt net_verify_opts[] = { { CTL_O_DEEP, false } };
 static const struct ctl_cmd_opt certs_init_opts[] = {
 	{ CTL_O_DIR, true },
 	{ CTL_O_NODE_ID, true },
@@ -323,6 +338,16 @@ const struct ctl_command ctl_commands[] = {
 	  .build = build_wake,
 	  .expect = VMLET__V1__AGENT_RESPONSE__RESPONSE_WAKE_INSTANCE,
 	  .help = "wake a warm or sleeping instance" },
+	{ .words = { "net", "verify" },
+	  .synopsis = "[TENANT] [--deep]",
+	  .min_operands = 0,
+	  .max_operands = 1,
+	  .opts = OPTS(net_verify_opts),
+	  .check = check_net_verify,
+	  .build = build_net_verify,
+	  .expect = VMLET__V1__AGENT_RESPONSE__RESPONSE_NET_VERIFY,
+	  .help = "check the tenant networks against the kernel (local admin; exit 1 if any "
+		  "check fails)" },
 	{ .words = { "reconcile" },
 	  .synopsis = "-f FILE [--sign-key KEY --key-id ID]",
 	  .opts = OPTS(reconcile_opts),

@@ -393,6 +393,29 @@ int ctl_render_json(FILE *out, const ProtobufCMessage *msg, struct vmlet_err *er
 	return 0;
 }
 
+/* One line per check, PASS or FAIL, with what was expected and found
+ * under every failure (and under every check with --deep, where hostd
+ * sends the rules themselves); 1 when any check failed. */
+int ctl_render_net_verify(FILE *out, const Vmlet__V1__NetVerifyResult *m, struct vmlet_err *err)
+{
+	for (size_t i = 0; i < m->n_checks; i++) {
+		const Vmlet__V1__NetCheck *c = m->checks[i];
+
+		fputs(c->ok ? "PASS " : "FAIL ", out);
+		ctl_put_safe(out, c->name);
+		fputc('\n', out);
+		if (c->expected && c->expected[0]) {
+			fputs("     expected: ", out);
+			ctl_put_safe(out, c->expected);
+			fputs("\n     found:    ", out);
+			ctl_put_safe(out, c->found);
+			fputc('\n', out);
+		}
+	}
+	fprintf(out, "%zu checks, %u failed\n", m->n_checks, m->failed);
+	return m->failed ? 1 : 0;
+}
+
 /* ---- responses ----------------------------------------------------------- */
 
 typedef int (*render_fn)(FILE *out, const ProtobufCMessage *m, struct vmlet_err *err);
@@ -408,6 +431,7 @@ RENDER_ADAPTER(ctl_render_node_stats, Vmlet__V1__NodeStats)
 RENDER_ADAPTER(ctl_render_tenant_list, Vmlet__V1__TenantListResult)
 RENDER_ADAPTER(ctl_render_instance_list, Vmlet__V1__InstanceListResult)
 RENDER_ADAPTER(ctl_render_wake_instance, Vmlet__V1__WakeInstanceResult)
+RENDER_ADAPTER(ctl_render_net_verify, Vmlet__V1__NetVerifyResult)
 
 /* How each kind of answer is shown to a person; errors go to stderr. */
 static const struct {
@@ -420,6 +444,7 @@ static const struct {
 	{ VMLET__V1__AGENT_RESPONSE__RESPONSE_TENANT_LIST, ctl_render_tenant_list_msg },
 	{ VMLET__V1__AGENT_RESPONSE__RESPONSE_INSTANCE_LIST, ctl_render_instance_list_msg },
 	{ VMLET__V1__AGENT_RESPONSE__RESPONSE_WAKE_INSTANCE, ctl_render_wake_instance_msg },
+	{ VMLET__V1__AGENT_RESPONSE__RESPONSE_NET_VERIFY, ctl_render_net_verify_msg },
 };
 
 /* The oneof case is the member's field number. */
@@ -466,8 +491,13 @@ int ctl_render_response(FILE *out, FILE *errf, const Vmlet__V1__AgentResponse *r
 				     "agentd answered with %s where %s was expected",
 				     ctl_response_case_name(resp->response_case),
 				     ctl_response_case_name(expect));
-	if (json)
-		return ctl_render_json(out, body, err);
+	if (json) {
+		if (ctl_render_json(out, body, err) < 0)
+			return -1;
+		/* a failed check is a failure in JSON too (exit 1) */
+		return resp->response_case == VMLET__V1__AGENT_RESPONSE__RESPONSE_NET_VERIFY &&
+		       resp->net_verify->failed;
+	}
 	for (size_t i = 0; i < sizeof(renderers) / sizeof(renderers[0]); i++)
 		if (renderers[i].which == resp->response_case)
 			return renderers[i].render(out, body, err);

@@ -31,6 +31,9 @@ int ctl_render_instance_list(FILE *out, const Vmlet__V1__InstanceListResult *m,
 			     struct vmlet_err *err);
 int ctl_render_instance_list_at(FILE *out, const Vmlet__V1__InstanceListResult *m,
 				uint64_t now_unix, struct vmlet_err *err);
+/* net verify: PASS/FAIL per check, expected/found under failures (and
+ * under every check in --deep mode); returns 1 when any check failed. */
+int ctl_render_net_verify(FILE *out, const Vmlet__V1__NetVerifyResult *m, struct vmlet_err *err);
 int ctl_render_wake_instance(FILE *out, const Vmlet__V1__WakeInstanceResult *m,
 			     struct vmlet_err *err);
 int ctl_render_reconcile_report(FILE *out, const Vmlet__V1__ReconcileReport *m,

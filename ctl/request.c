@@ -16,6 +16,7 @@ void ctl_request_init(struct ctl_request *r)
 	static const Vmlet__V1__WakeInstanceRequest wake_instance =
 		VMLET__V1__WAKE_INSTANCE_REQUEST__INIT;
 	static const Vmlet__V1__ReconcileRequest reconcile = VMLET__V1__RECONCILE_REQUEST__INIT;
+	static const Vmlet__V1__NetVerifyRequest net_verify = VMLET__V1__NET_VERIFY_REQUEST__INIT;
 
 	memset(r, 0, sizeof(*r));
 	r->msg = msg;
@@ -25,6 +26,7 @@ void ctl_request_init(struct ctl_request *r)
 	r->instance_list = instance_list;
 	r->wake_instance = wake_instance;
 	r->reconcile = reconcile;
+	r->net_verify = net_verify;
 }
 
 void ctl_request_clear(struct ctl_request *r)
@@ -118,4 +120,20 @@ void ctl_request_reconcile(struct ctl_request *r, Vmlet__V1__DesiredState *ds)
 	r->reconcile.signature = NULL;
 	r->msg.request_case = VMLET__V1__AGENT_REQUEST__REQUEST_RECONCILE;
 	r->msg.reconcile = &r->reconcile;
+}
+
+int ctl_request_net_verify(struct ctl_request *r, const char *tenant, bool deep,
+			   struct vmlet_err *err)
+{
+	if (tenant && tenant[0]) {
+		/* a valid id is at most CTL_ID_MAX characters: it fits */
+		if (vmlet_validate_id("net_verify.tenant_id", tenant, err) < 0)
+			return -1;
+		copy_id(r->tenant, sizeof(r->tenant), tenant);
+		r->net_verify.tenant_id = r->tenant;
+	}
+	r->net_verify.deep = deep;
+	r->msg.request_case = VMLET__V1__AGENT_REQUEST__REQUEST_NET_VERIFY;
+	r->msg.net_verify = &r->net_verify;
+	return 0;
 }

@@ -5,6 +5,8 @@
 #ifndef VMLET_CTL_REQUEST_H
 #define VMLET_CTL_REQUEST_H
 
+#include <stdbool.h>
+
 #include "rpc/agent.pb-c.h"
 #include "shared/err.h"
 
@@ -20,6 +22,7 @@ struct ctl_request {
 	Vmlet__V1__InstanceListRequest instance_list;
 	Vmlet__V1__WakeInstanceRequest wake_instance;
 	Vmlet__V1__ReconcileRequest reconcile;
+	Vmlet__V1__NetVerifyRequest net_verify;
 	/* Owned: decoded by vmlet_json_decode, freed by ctl_request_clear. */
 	Vmlet__V1__DesiredState *desired_state;
 	/* The desired state's signature, when the command signs it
@@ -45,6 +48,9 @@ int ctl_request_wake_instance(struct ctl_request *r, const char *tenant, const c
 			      const char *instance, struct vmlet_err *err);
 /* Takes ownership of ds. The request carries no signature; a signer sets
  * r->reconcile.signature afterwards. */
+/* tenant may be NULL or "" (every tenant); checked (400 otherwise). */
+int ctl_request_net_verify(struct ctl_request *r, const char *tenant, bool deep,
+			   struct vmlet_err *err);
 void ctl_request_reconcile(struct ctl_request *r, Vmlet__V1__DesiredState *ds);
 
 #endif

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include "hostd/ops_instance.h"
+#include "hostd/ops_net.h"
 #include "hostd/ops_query.h"
 #include "rpc/strict.h"
 #include "shared/log.h"
@@ -35,6 +36,13 @@ static const struct host_op host_ops[] = {
 								hostd_op_create_instance },
 	[VMLET__HOST__V1__HOST_REQUEST__OP_INSTANCE_ACTION] = { "instance_action",
 								hostd_op_instance_action },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_PUBLISH_PORT] = { "publish_port", hostd_op_publish_port },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_UNPUBLISH_PORT] = { "unpublish_port",
+							       hostd_op_unpublish_port },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_VERIFY_NETWORK] = { "verify_network",
+							       hostd_op_verify_network },
+	[VMLET__HOST__V1__HOST_REQUEST__OP_REAPPLY_NETWORK] = { "reapply_network",
+								hostd_op_reapply_network },
 };
 
 #define N_HOST_OPS (sizeof(host_ops) / sizeof(host_ops[0]))

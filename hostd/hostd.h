@@ -9,6 +9,7 @@
 #include "shared/config.h"
 
 struct hostd_runtime;
+struct hostd_net;
 
 struct hostd_env {
 	const struct vmlet_config *cfg;
@@ -18,6 +19,10 @@ struct hostd_env {
 	 * (unit tests): operations that need a VMM then answer 503, and every
 	 * check before that point still runs. */
 	struct hostd_runtime *runtime;
+	/* The tenant networks (hostd/ops_net.h). NULL: operations keep the
+	 * registry only and never touch the kernel's links or rules (unit
+	 * tests of other modules); the network operations answer 503. */
+	struct hostd_net *net;
 };
 
 #endif

@@ -12,6 +12,7 @@
  *    itself before answering.
  *  - rt->lock guards the list of lc_vms and the flags the monitor sets. */
 #include "hostd/lifecycle.h"
+#include "hostd/ops_net.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -242,7 +243,13 @@ struct hostd_runtime {
 	struct uid_range uids;
 	char jail_root[PATH_MAX];
 	char images_dir[PATH_MAX];
+	struct hostd_net *net; /* NULL: instances get no NIC */
 };
+
+void hostd_runtime_set_net(struct hostd_runtime *rt, struct hostd_net *net)
+{
+	rt->net = net;
+}
 
 static uint64_t now_unix(void)
 {
@@ -1221,9 +1228,11 @@ static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap
 	struct jail_spec *js = NULL;
 	struct lc_vm *vm = NULL;
 	char jdir[PATH_MAX], cmdline[VMM_CMDLINE_MAX];
+	char mac_s[NET_MAC_STR], net_args[HOSTD_NET_CMDLINE_MAX];
+	uint8_t mac[NET_MAC_LEN];
 	bool use_kvm;
 	pid_t pid = -1;
-	int pidfd = -1, console_fd = -1, rc = -1;
+	int pidfd = -1, console_fd = -1, tap_fd = -1, rc = -1;
 
 	/* vmlet never runs a VMM outside its jail; the policy check states
 	 * it where production mode is decided. */
@@ -1279,8 +1288,27 @@ static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap
 	vs.control_socket = control_socket(rt);
 	vs.console_log = JAIL_CONSOLE;
 	vs.tap_fd = -1;
-	/* TAPs arrive with the networking issue: no NIC yet. */
 	vs.tap_name = NULL;
+	/* The NIC: a TAP owned by the instance's uid on its tenant bridge,
+	 * handed to QEMU as an fd (the jail has no /dev/net/tun); the guest
+	 * learns its address from the kernel command line. Firecracker opens
+	 * TAPs by name and is not wired here yet: it runs without a NIC. */
+	if (rt->net && !fc && rec->tap_name && rec->tap_name[0]) {
+		struct hostd_env ne = { rt->cfg, rt->facts, rt->reg, rt, rt->net };
+		size_t used = strlen(cmdline);
+
+		if (hostd_net_instance_attach(&ne, rec, &tap_fd, mac, net_args, err) < 0)
+			goto fail;
+		if (used + 1 + strlen(net_args) >= sizeof(cmdline)) {
+			vmlet_err_set(err, VMLET_E_INVALID, 0,
+				      "kernel command line: no room for the network arguments");
+			goto fail;
+		}
+		snprintf(cmdline + used, sizeof(cmdline) - used, " %s", net_args);
+		net_mac_format(mac, mac_s);
+		vs.tap_fd = tap_fd;
+		vs.mac = mac_s;
+	}
 	vs.use_kvm = use_kvm;
 	vs.incoming = snap_fd >= 0;
 	if (drv->build_argv(&vs, av, err) < 0)
@@ -1297,6 +1325,10 @@ static int start_vmm(struct hostd_runtime *rt, hostd_instance_rec *rec, int snap
 		snprintf(fj.in_path, sizeof(fj.in_path), "%s", snap_path ? snap_path : "/");
 	}
 	build_jail(rt, rec, &img, use_kvm, jdir, &cfds, av->argv, fc ? &fj : NULL, js);
+	/* fds the argv names (the TAP) stay under their own numbers */
+	for (size_t i = 0; i < av->n_keep_fds && js->n_keep_fds < JAIL_MAX_KEEP_FDS; i++)
+		js->keep_fds[js->n_keep_fds++] =
+			(struct jail_fd){ av->keep_fds[i], av->keep_fds[i] };
 	if (jail_prepare(js, err) < 0)
 		goto fail;
 	console_fd = make_console(rt, rec, true, err);
@@ -1355,6 +1387,8 @@ fail:
 			rec_save(rt, rec, &e2);
 	}
 out:
+	if (tap_fd >= 0)
+		close(tap_fd); /* QEMU holds its own copy */
 	if (console_fd >= 0)
 		close(console_fd);
 	if (console_wfd >= 0)

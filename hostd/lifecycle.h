@@ -69,6 +69,13 @@ int hostd_runtime_open(struct hostd_runtime **out, const struct vmlet_config *cf
  * re-adopts them). */
 void hostd_runtime_close(struct hostd_runtime *rt);
 
+/* The tenant networks (hostd/ops_net.h), or NULL: without them instances
+ * start with no NIC. With them, a (cold or restoring) start of an
+ * instance that has a network attaches its TAP: QEMU gets the TAP's fd
+ * and the guest MAC, the kernel command line vmlet.ip= / vmlet.gw=. */
+struct hostd_net;
+void hostd_runtime_set_net(struct hostd_runtime *rt, struct hostd_net *net);
+
 /* At start, before requests are served: re-adopt every VMM the registry
  * names that is still the same process (pid + start time + executable),
  * mark the others stopped (last_error says why), and kill/remove cgroups

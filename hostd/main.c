@@ -16,6 +16,7 @@
 #include "hostd/facts.h"
 #include "hostd/hostd.h"
 #include "hostd/lifecycle.h"
+#include "hostd/ops_net.h"
 #include "hostd/registry.h"
 #include "hostd/server.h"
 #include "shared/config.h"
@@ -64,7 +65,8 @@ int main(int argc, char **argv)
 	static struct hostd_facts facts;
 	struct hostd_registry registry = { .tenants_fd = -1 };
 	struct hostd_server *server = NULL;
-	struct hostd_env env = { &cfg, &facts, &registry, NULL };
+	struct hostd_env env = { &cfg, &facts, &registry, NULL, NULL };
+	struct hostd_net *net = NULL;
 	struct hostd_runtime *runtime = NULL;
 	const char *cli_config;
 	struct vmlet_err err;
@@ -86,6 +88,11 @@ int main(int argc, char **argv)
 	 * the umask only shapes missing parents of the socket dir, which
 	 * agentd must be able to traverse (vmlet_ensure_dir makes them 0755). */
 	umask(022);
+	/* The port whitelist's grammar is hostd's (shared/ cannot parse it):
+	 * a bad one stops hostd here, naming the key. */
+	if (cfg.network && hostd_net_open(&net, &cfg, &err) < 0)
+		return vmlet_daemon_fail("config_failed", &err);
+	env.net = net;
 
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGINT);
@@ -106,6 +113,7 @@ int main(int argc, char **argv)
 		return vmlet_daemon_fail("hostd_start_failed", &err);
 	}
 	env.runtime = runtime;
+	hostd_runtime_set_net(runtime, net);
 	/* Before any request: the registry must describe what really runs. */
 	if (hostd_runtime_recover(runtime, &err) < 0) {
 		hostd_runtime_close(runtime);
@@ -113,7 +121,17 @@ int main(int argc, char **argv)
 		return vmlet_daemon_fail("hostd_start_failed", &err);
 	}
 	choose_accel(&cfg, &facts, runtime);
+	/* The kernel's links and rules must match the registry before the
+	 * first request: what was lost (a reboot, an operator's nft flush) is
+	 * rebuilt, what nothing accounts for is reaped. */
+	if (net && hostd_net_restore(&env, &err) < 0) {
+		hostd_runtime_close(runtime);
+		hostd_registry_close(&registry);
+		hostd_net_close(net);
+		return vmlet_daemon_fail("hostd_start_failed", &err);
+	}
 	if (hostd_server_start(&server, &cfg, &env, &err) < 0) {
+		hostd_net_close(net);
 		hostd_runtime_close(runtime);
 		hostd_registry_close(&registry);
 		return vmlet_daemon_fail("hostd_start_failed", &err);
@@ -131,6 +149,7 @@ int main(int argc, char **argv)
 	 * them. */
 	hostd_runtime_close(runtime);
 	hostd_registry_close(&registry);
+	hostd_net_close(net);
 	vlog(VLOG_INFO, "hostd_stopped", NULL);
 	return 0;
 }

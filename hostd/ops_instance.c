@@ -10,6 +10,7 @@
 
 #include "hostd/audit.h"
 #include "hostd/lifecycle.h"
+#include "hostd/ops_net.h"
 #include "hostd/ops_query.h"
 #include "shared/log.h"
 #include "shared/validate.h"
@@ -26,6 +27,16 @@
  * their instance's lock first and this one only around the final removal;
  * nothing takes them in the other order. */
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void hostd_tree_lock(void)
+{
+	pthread_mutex_lock(&tree_lock);
+}
+
+void hostd_tree_unlock(void)
+{
+	pthread_mutex_unlock(&tree_lock);
+}
 
 static uint64_t now_ms_mono(void)
 {
@@ -161,7 +172,10 @@ int hostd_op_ensure_tenant(const struct hostd_env *env, const Vmlet__Host__V1__H
 	if (hostd_registry_lookup_tenant(env->registry, r->tenant_id, &have, err) == 0) {
 		if (have->tenant_net_id == r->tenant_net_id &&
 		    strcmp(have->ipv4_subnet, r->ipv4_subnet) == 0)
-			rc = 0; /* already so: idempotent */
+			/* already so: converge the network again (an operator may
+			 * have changed it behind our back) */
+			rc = hostd_net_tenant_ensure(env, r->tenant_net_id, r->ipv4_subnet, err) < 0 ||
+					     hostd_net_apply(env, err) < 0 ? -1 : 0;
 		else
 			rc = vmlet_err_set(err, VMLET_E_CONFLICT, 0,
 					   "tenant %s exists with tenant_net_id %u and ipv4_subnet "
@@ -182,11 +196,54 @@ int hostd_op_ensure_tenant(const struct hostd_env *env, const Vmlet__Host__V1__H
 	rec.tenant_net_id = r->tenant_net_id;
 	rec.ipv4_subnet = r->ipv4_subnet;
 	rec.created_unix = (uint64_t)time(NULL);
-	rc = hostd_registry_write_tenant(env->registry, &rec, err);
+	/* The bridge first: a name taken by a foreign interface (409) must
+	 * leave no tenant behind. */
+	if ((rc = hostd_net_tenant_ensure(env, r->tenant_net_id, r->ipv4_subnet, err)) < 0)
+		goto out;
+	if ((rc = hostd_registry_write_tenant(env->registry, &rec, err)) < 0) {
+		struct vmlet_err rerr;
+
+		hostd_net_tenant_remove(env, r->tenant_net_id, &rerr);
+		goto out;
+	}
+	rc = hostd_net_apply(env, err);
 out:
 	pthread_mutex_unlock(&tree_lock);
 	audit(env, r->tenant_id, NULL, NULL, "ensure_tenant", rc, err, start);
 	return rc < 0 ? -1 : reply_ok(reply, err);
+}
+
+static int count_instance(void *arg, const Vmlet__Host__V1__InstanceRecord *i,
+			  struct vmlet_err *err)
+{
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+/* Before the registry forgets the tenant (and its net id): its bridge and
+ * TAPs. Not while it has instances (the registry's removal says 409 then,
+ * and the network must still be there). */
+static int remove_tenant_network(const struct hostd_env *env, const char *tenant_id,
+				 struct vmlet_err *err)
+{
+	static const struct hostd_registry_visitor v = { NULL, NULL, count_instance };
+	Vmlet__Host__V1__TenantRecord *t = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (!env->net)
+		return 0;
+	if (hostd_registry_lookup_tenant(env->registry, tenant_id, &t, err) < 0) {
+		if (err->code != VMLET_E_NOT_FOUND)
+			return -1;
+		vmlet_err_clear(err);
+		return 0;
+	}
+	rc = hostd_registry_walk(env->registry, tenant_id, NULL, &v, &n, err);
+	if (rc == 0 && n == 0)
+		rc = hostd_net_tenant_remove(env, t->tenant_net_id, err);
+	protobuf_c_message_free_unpacked(&t->base, NULL);
+	return rc;
 }
 
 int hostd_op_remove_tenant(const struct hostd_env *env, const Vmlet__Host__V1__HostRequest *req,
@@ -201,7 +258,11 @@ int hostd_op_remove_tenant(const struct hostd_env *env, const Vmlet__Host__V1__H
 	if (vmlet_validate_id("remove_tenant.tenant_id", r->tenant_id, err) < 0)
 		return -1;
 	pthread_mutex_lock(&tree_lock);
-	rc = hostd_registry_remove_tenant(env->registry, r->tenant_id, err);
+	rc = remove_tenant_network(env, r->tenant_id, err);
+	if (rc == 0)
+		rc = hostd_registry_remove_tenant(env->registry, r->tenant_id, err);
+	if (rc == 0)
+		rc = hostd_net_apply(env, err);
 	pthread_mutex_unlock(&tree_lock);
 	if (rc < 0) {
 		/* The tenant (and its audit log) is still there: record why. */
@@ -348,6 +409,8 @@ int hostd_op_create_instance(const struct hostd_env *env,
 	Vmlet__Host__V1__PoolRecord *pool = NULL;
 	struct id_scan scan = { 0 };
 	uint64_t start = now_ms_mono();
+	char addr[INET_ADDRSTRLEN], tap[NET_IFNAME_MAX];
+	unsigned net_index = 0;
 	int rc;
 
 	if (!r)
@@ -382,6 +445,18 @@ int hostd_op_create_instance(const struct hostd_env *env,
 				   "(instance ids are unique on a node)",
 				   r->instance_id, scan.where);
 	if (rc == 0) {
+		Vmlet__Host__V1__TenantRecord *tenant = NULL;
+
+		rc = hostd_registry_lookup_tenant(env->registry, r->tenant_id, &tenant, err);
+		if (rc == 0) {
+			rc = hostd_net_allocate(env->registry, tenant, &net_index, addr, tap, err);
+			protobuf_c_message_free_unpacked(&tenant->base, NULL);
+		}
+	}
+	if (rc == 0) {
+		rec.ipv4_address = addr;
+		rec.tap_name = tap;
+		rec.net_index = net_index;
 		rec.tenant_id = r->tenant_id;
 		rec.pool_id = r->pool_id;
 		rec.instance_id = r->instance_id;
@@ -394,6 +469,10 @@ int hostd_op_create_instance(const struct hostd_env *env,
 		rec.created_unix = rec.state_since_unix = (uint64_t)time(NULL);
 		rc = hostd_registry_write_instance(env->registry, &rec, err);
 	}
+	/* No rules yet: they are applied when its TAP is attached (START),
+	 * and until then the bridge table drops anything from a TAP that has
+	 * none. (An apply replaces whole tables; its kernel cost is paid
+	 * where it buys something.) */
 	pthread_mutex_unlock(&tree_lock);
 	audit(env, r->tenant_id, r->pool_id, r->instance_id, "create", rc, err, start);
 	return rc < 0 ? -1 : reply_instance(reply, &rec, err);
@@ -475,6 +554,12 @@ int hostd_op_instance_action(const struct hostd_env *env,
 			vmlet_err_prefix(err, "%s instance %s/%s/%s: ", t->name, r->tenant_id,
 					 r->pool_id, r->instance_id);
 	}
+	/* The instance's address and index are free again with its record;
+	 * its TAP and rules go now. */
+	if (rc == 0 && t->action == VMLET__HOST__V1__INSTANCE_ACTION__INSTANCE_ACTION_DESTROY &&
+	    hostd_net_instance_detach(env, rec, err) < 0)
+		rc = vmlet_err_prefix(err, "destroy instance %s/%s/%s: ", r->tenant_id, r->pool_id,
+				      r->instance_id);
 	hostd_instance_unlock(r->tenant_id, r->pool_id, r->instance_id);
 	/* DESTROY wipes the tenant's files of the instance, not the tenant's
 	 * audit log, so every action is audited here. */

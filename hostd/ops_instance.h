@@ -10,6 +10,12 @@
 #include "rpc/host.pb-c.h"
 #include "shared/err.h"
 
+/* The registry tree's lock (tenants, pools, instance creation and
+ * removal, a tenant's published ports): held by every change to the tree
+ * so that checks and writes cannot interleave. */
+void hostd_tree_lock(void);
+void hostd_tree_unlock(void);
+
 int hostd_op_ensure_tenant(const struct hostd_env *env, const Vmlet__Host__V1__HostRequest *req,
 			   struct hostd_reply *reply, struct vmlet_err *err);
 int hostd_op_remove_tenant(const struct hostd_env *env, const Vmlet__Host__V1__HostRequest *req,

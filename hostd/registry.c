@@ -38,7 +38,33 @@ int hostd_registry_check_tenant(const Vmlet__Host__V1__TenantRecord *rec, struct
 	if (rec->tenant_net_id < VMLET_NET_ID_MIN || rec->tenant_net_id > VMLET_NET_ID_MAX)
 		return vmlet_err_set(err, VMLET_E_INVALID, 0, "tenant_net_id: %u must be %d..%d",
 				     rec->tenant_net_id, VMLET_NET_ID_MIN, VMLET_NET_ID_MAX);
-	return vmlet_validate_tenant_subnet("ipv4_subnet", rec->ipv4_subnet, err);
+	if (vmlet_validate_tenant_subnet("ipv4_subnet", rec->ipv4_subnet, err) < 0)
+		return -1;
+	if (rec->n_publishes > HOSTD_REGISTRY_MAX_PUBLISHES)
+		return vmlet_err_set(err, VMLET_E_INVALID, 0, "publishes: more than %d",
+				     HOSTD_REGISTRY_MAX_PUBLISHES);
+	for (size_t i = 0; i < rec->n_publishes; i++) {
+		const Vmlet__Host__V1__PublishedPort *p = rec->publishes[i];
+
+		if (p->proto != VMLET__HOST__V1__PORT_PROTO__PORT_PROTO_TCP &&
+		    p->proto != VMLET__HOST__V1__PORT_PROTO__PORT_PROTO_UDP)
+			return vmlet_err_set(err, VMLET_E_INVALID, 0,
+					     "publishes[%zu].proto: must be tcp or udp", i);
+		if (p->host_port < 1 || p->host_port > 65535 || p->guest_port < 1 ||
+		    p->guest_port > 65535)
+			return vmlet_err_set(err, VMLET_E_INVALID, 0,
+					     "publishes[%zu]: ports must be 1..65535", i);
+		if (vmlet_validate_id("publishes.pool_id", p->pool_id, err) < 0 ||
+		    vmlet_validate_instance_id("publishes.instance_id", p->instance_id, err) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++)
+			if (rec->publishes[j]->proto == p->proto &&
+			    rec->publishes[j]->host_port == p->host_port)
+				return vmlet_err_set(err, VMLET_E_INVALID, 0,
+						     "publishes[%zu]: port %u published twice", i,
+						     p->host_port);
+	}
+	return 0;
 }
 
 int hostd_registry_check_pool(const Vmlet__Host__V1__PoolRecord *rec, struct vmlet_err *err)

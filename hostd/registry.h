@@ -23,6 +23,9 @@
  * validation limits allow (tenants, pools, instances per pool), low enough
  * that a flooded directory cannot exhaust memory. */
 #define HOSTD_REGISTRY_MAX_ENTRIES 4096
+/* Cap on the published ports of one tenant (nft.h's NFT_MAX_PUBLISHES is
+ * the node's). */
+#define HOSTD_REGISTRY_MAX_PUBLISHES 1024
 /* Cap on a record file. */
 #define HOSTD_REGISTRY_MAX_RECORD (64 * 1024)
 

@@ -354,6 +354,42 @@ static int parse_cgroup_root(const struct key_def *k, const char *v, struct vmle
 	return store_string(k, v, cfg, why, whylen);
 }
 
+/* A network interface name (IFNAMSIZ, what the kernel accepts: no '/',
+ * ':', blank, not "." or ".."), or empty. */
+static int parse_ifname_opt(const struct key_def *k, const char *v, struct vmlet_config *cfg,
+			    char *why, size_t whylen)
+{
+	char q[QUOTE_LEN];
+
+	if (v[0] && (strlen(v) >= k->size || strspn(v, NAME_CHARS) != strlen(v) ||
+		     strcmp(v, ".") == 0 || strcmp(v, "..") == 0)) {
+		snprintf(why, whylen, "%s is not an interface name (1..%zu of [A-Za-z0-9._-])",
+			 quote(v, q, sizeof(q)), k->size - 1);
+		return -1;
+	}
+	return store_string(k, v, cfg, why, whylen);
+}
+
+/* The port whitelist's characters; its grammar is hostd's (nft.h), checked
+ * when hostd starts, since shared/ does not link hostd/. */
+#define WHITELIST_CHARS "abcdefghijklmnopqrstuvwxyz0123456789-:, \t"
+
+static int parse_port_whitelist(const struct key_def *k, const char *v,
+				struct vmlet_config *cfg, char *why, size_t whylen)
+{
+	char q[QUOTE_LEN];
+	size_t bad = strspn(v, WHITELIST_CHARS);
+
+	if (v[bad]) {
+		snprintf(why, whylen,
+			 "%s: character %zu is not allowed (entries tenant:tcp|udp:port[-port] "
+			 "separated by commas or blanks)",
+			 quote(v, q, sizeof(q)), bad + 1);
+		return -1;
+	}
+	return store_string(k, v, cfg, why, whylen);
+}
+
 /* ---- the key table ------------------------------------------------------- */
 
 #define FIELD(f) offsetof(struct vmlet_config, f), sizeof(((struct vmlet_config *)0)->f)
@@ -409,6 +445,9 @@ static const struct key_def keys[] = {
 	  "1048576" },
 	{ "hostd", "uid_base", parse_u32, FIELD(uid_base), 65536, 4000000000u, "200000" },
 	{ "hostd", "uid_count", parse_u32, FIELD(uid_count), 1, 1000000, "65536" },
+	{ "hostd", "network", parse_bool, FIELD(network), 0, 0, "false" },
+	{ "hostd", "uplink", parse_ifname_opt, FIELD(uplink), 0, 0, "" },
+	{ "hostd", "port_whitelist", parse_port_whitelist, FIELD(port_whitelist), 0, 0, "" },
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -69,6 +69,13 @@ struct vmlet_config {
 	uint32_t console_log_max;         /* console_log_max = 1048576 (bytes per console log file) */
 	uint32_t uid_base;                /* uid_base = 200000 (per-instance uids: base..base+count-1) */
 	uint32_t uid_count;               /* uid_count = 65536 */
+	bool network;                     /* network = false (hostd builds tenant bridges, TAPs and nft rules) */
+	char uplink[16];                  /* uplink = (empty: tenants get no egress, no masquerade) */
+	/* port_whitelist = (empty: no tenant may publish a port). Entries
+	 * "tenant:tcp|udp:port[-port]" (hostd/nft.h); the loader checks the
+	 * characters, hostd parses it with nft_whitelist_parse at start and
+	 * refuses to start naming this key when it is invalid. */
+	char port_whitelist[1024];
 };
 
 /* Fill every field with its default. */

@@ -13,6 +13,10 @@
  *   host_client [--timeout MS] URL list [TENANT [POOL]]
  *   host_client [--timeout MS] URL lookup TENANT POOL INSTANCE
  *   host_client [--timeout MS] URL node_facts | node_stats
+ *   host_client [--timeout MS] URL publish TENANT POOL INSTANCE tcp|udp HOST_PORT GUEST_PORT
+ *   host_client [--timeout MS] URL unpublish TENANT tcp|udp HOST_PORT
+ *   host_client [--timeout MS] URL verify_network [TENANT] [deep]
+ *   host_client [--timeout MS] URL reapply_network
  *
  * Exit: 0 a result, 1 a HostError, 2 usage, 3 transport failure. */
 #include <inttypes.h>
@@ -157,6 +161,10 @@ int main(int argc, char **argv)
 	Vmlet__Host__V1__CreateInstanceRequest ci = VMLET__HOST__V1__CREATE_INSTANCE_REQUEST__INIT;
 	Vmlet__Host__V1__InstanceSpec spec = VMLET__HOST__V1__INSTANCE_SPEC__INIT;
 	Vmlet__Host__V1__InstanceActionRequest ia = VMLET__HOST__V1__INSTANCE_ACTION_REQUEST__INIT;
+	Vmlet__Host__V1__PublishPortRequest pp = VMLET__HOST__V1__PUBLISH_PORT_REQUEST__INIT;
+	Vmlet__Host__V1__UnpublishPortRequest up = VMLET__HOST__V1__UNPUBLISH_PORT_REQUEST__INIT;
+	Vmlet__Host__V1__VerifyNetworkRequest vn = VMLET__HOST__V1__VERIFY_NETWORK_REQUEST__INIT;
+	Vmlet__Host__V1__ReapplyNetworkRequest ra = VMLET__HOST__V1__REAPPLY_NETWORK_REQUEST__INIT;
 	Vmlet__Host__V1__HostResponse *resp;
 	uint8_t *out = NULL;
 	size_t out_len = 0;
@@ -236,6 +244,33 @@ int main(int argc, char **argv)
 			ia.graceful_ms = (uint32_t)strtoul(argv[a + 4], NULL, 10);
 		req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_INSTANCE_ACTION;
 		req.instance_action = &ia;
+	} else if (!strcmp(op, "publish") && argc - a == 6) {
+		pp.tenant_id = argv[a];
+		pp.pool_id = argv[a + 1];
+		pp.instance_id = argv[a + 2];
+		pp.proto = !strcmp(argv[a + 3], "tcp") ? 1 : !strcmp(argv[a + 3], "udp") ? 2 : 0;
+		pp.host_port = (uint32_t)strtoul(argv[a + 4], NULL, 10);
+		pp.guest_port = (uint32_t)strtoul(argv[a + 5], NULL, 10);
+		req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_PUBLISH_PORT;
+		req.publish_port = &pp;
+	} else if (!strcmp(op, "unpublish") && argc - a == 3) {
+		up.tenant_id = argv[a];
+		up.proto = !strcmp(argv[a + 1], "tcp") ? 1 : !strcmp(argv[a + 1], "udp") ? 2 : 0;
+		up.host_port = (uint32_t)strtoul(argv[a + 2], NULL, 10);
+		req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_UNPUBLISH_PORT;
+		req.unpublish_port = &up;
+	} else if (!strcmp(op, "verify_network") && argc - a <= 2) {
+		for (; a < argc; a++) {
+			if (!strcmp(argv[a], "deep"))
+				vn.deep = 1;
+			else
+				vn.tenant_id = argv[a];
+		}
+		req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_VERIFY_NETWORK;
+		req.verify_network = &vn;
+	} else if (!strcmp(op, "reapply_network") && a == argc) {
+		req.op_case = VMLET__HOST__V1__HOST_REQUEST__OP_REAPPLY_NETWORK;
+		req.reapply_network = &ra;
 	} else {
 		return usage();
 	}

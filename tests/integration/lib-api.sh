@@ -86,17 +86,63 @@ EOF
 		t_fail "$L wake with a bad instance id refused" "exit $RC: $(head -c 300 "$D/wake_bad.err")"
 	fi
 
-	# ---- Reconcile: valid -> 501 (engine not there yet), wrong node -> 400 ----
-	local desired=$T_ROOT/tests/data/desired-vmlet.json
+	# ---- Reconcile: a valid state runs a real pass against hostd and is
+	# answered with its report; a replay is 409; a state for another node
+	# is 400; an empty state with prune removes what the first pass made,
+	# so the registry ends empty. The pool asks for no instances: this
+	# environment has no image store, and in it (under /tmp) hostd refuses
+	# to DESTROY an instance ("jail: /tmp is group- or world-writable"), so
+	# instances created here could not be pruned again. ----
+	local desired=$T_ROOT/tests/data/desired-vmlet.json e
 	if [ ! -f "$desired" ]; then
 		t_fail "$L reconcile" "$desired is missing"
 		return
 	fi
-	run_capture rec "$CTL" reconcile -f "$desired"
-	if [ "$RC" = 1 ] && grep -q "error 501" "$D/rec.err" && grep -qi "not implemented" "$D/rec.err"; then
-		t_pass "$L reconcile valid state -> 501 not implemented yet"
+	"$PY" - "$desired" "$D/no-instances.json" "$D/empty.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for t in d["tenants"]:
+    for p in t["pools"]:
+        p["desired_counts"] = {"running": 0, "warm": 0, "sleeping": 0}
+json.dump(d, open(sys.argv[2], "w"))
+d["tenants"] = []
+d["prune_unknown_tenants"] = True
+d["sequence"] = d["sequence"] + 1
+json.dump(d, open(sys.argv[3], "w"))
+EOF
+	run_capture rec "$CTL" --json reconcile -f "$D/no-instances.json"
+	if [ "$RC" = 0 ] && [ "$(jget "$D/rec.out" sequence)" = 7 ] &&
+	   [ "$(jget "$D/rec.out" tenants_created)" = 1 ] &&
+	   [ "$(jget "$D/rec.out" pools_created)" = 1 ] &&
+	   { e=$(jget "$D/rec.out" errors); [ "$e" = MISSING ] || [ "$e" = "[]" ]; }; then
+		t_pass "$L reconcile valid state -> report of a real pass (tenant and pool created)"
 	else
-		t_fail "$L reconcile valid state -> 501" "exit $RC: $(head -c 300 "$D/rec.err")"
+		t_fail "$L reconcile valid state -> report" "exit $RC: $(head -c 600 "$D/rec.out") $(head -c 300 "$D/rec.err")"
+	fi
+	run_capture ts1 "$CTL" --json tenant list
+	if [ "$RC" = 0 ] && grep -q '"tenant-a"' "$D/ts1.out"; then
+		t_pass "$L reconcile created tenant-a in hostd's registry"
+	else
+		t_fail "$L reconcile created tenant-a" "exit $RC: $(head -c 300 "$D/ts1.out")"
+	fi
+	run_capture rec_replay "$CTL" reconcile -f "$D/no-instances.json"
+	if [ "$RC" = 1 ] && grep -q "error 409" "$D/rec_replay.err"; then
+		t_pass "$L reconcile replayed sequence -> 409"
+	else
+		t_fail "$L reconcile replayed sequence -> 409" "exit $RC: $(head -c 300 "$D/rec_replay.err")"
+	fi
+	# The periodic pass may be running just then: that is a 409 saying so.
+	local i
+	for i in 1 2 3 4 5; do
+		run_capture rec_prune "$CTL" --json reconcile -f "$D/empty.json"
+		grep -q "pass is running" "$D/rec_prune.err" || break
+		sleep 1
+	done
+	if [ "$RC" = 0 ] && [ "$(jget "$D/rec_prune.out" tenants_pruned)" = 1 ] &&
+	   { e=$(jget "$D/rec_prune.out" errors); [ "$e" = MISSING ] || [ "$e" = "[]" ]; }; then
+		t_pass "$L reconcile empty state with prune -> tenant pruned, no errors"
+	else
+		t_fail "$L reconcile empty state with prune" "exit $RC: $(head -c 600 "$D/rec_prune.out") $(head -c 300 "$D/rec_prune.err")"
 	fi
 	"$PY" - "$desired" "$D/other-node.json" <<'EOF'
 import json, sys
@@ -110,11 +156,12 @@ EOF
 	else
 		t_fail "$L reconcile for another node -> 400" "exit $RC: $(head -c 300 "$D/rec_bad.err")"
 	fi
-	# The registry is untouched by all of the above.
+	# The registry is empty again after all of the above (the prune removed
+	# what the first pass created).
 	run_capture ns2 "$CTL" --json node stats
 	v=$(jget "$D/ns2.out" tenant_count)
 	if [ "$RC" = 0 ] && { [ "$v" = MISSING ] || [ "$v" = 0 ]; }; then
-		t_pass "$L registry still empty after rejected/unserved requests"
+		t_pass "$L registry empty after the passes and the rejected requests"
 	else
 		t_fail "$L registry still empty" "exit $RC tenant_count=$v"
 	fi

@@ -43,7 +43,7 @@ static void every_request_case_present_once(void **state)
 		}
 	/* Exactly one row per oneof member: nothing more, nothing less. */
 	assert_int_equal(rows, d->n_fields);
-	assert_int_equal(rows, 6);
+	assert_int_equal(rows, 7);
 }
 
 static void transports_of_each_row(void **state)
@@ -60,6 +60,15 @@ static void transports_of_each_row(void **state)
 		assert_true(agentd_handlers[c].finish != NULL ||
 			    c == VMLET__V1__AGENT_REQUEST__REQUEST_RECONCILE);
 	}
+	/* net verify is a local admin's: refused over TLS with 403 */
+	assert_non_null(agentd_handler_lookup(agentd_handlers, agentd_handlers_len,
+					      VMLET__V1__AGENT_REQUEST__REQUEST_NET_VERIFY,
+					      AGENTD_TRANSPORT_LOCAL, &err));
+	assert_null(agentd_handler_lookup(agentd_handlers, agentd_handlers_len,
+					  VMLET__V1__AGENT_REQUEST__REQUEST_NET_VERIFY,
+					  AGENTD_TRANSPORT_TLS, &err));
+	assert_int_equal(err.code, 403);
+	assert_string_equal(err.msg, "net_verify is not allowed over the tls transport");
 }
 
 static int prepare_dummy(const Vmlet__V1__AgentRequest *req, const struct vmlet_config *c,
@@ -220,7 +229,7 @@ static void wake_validated_then_host_wake(void **state)
 	assert_true(protobuf_c_message_check(&call.req.base));
 }
 
-static void reconcile_validates_and_says_not_implemented(void **state)
+static void reconcile_validates_then_goes_to_the_engine(void **state)
 {
 	Vmlet__V1__AgentRequest req = VMLET__V1__AGENT_REQUEST__INIT;
 	Vmlet__V1__ReconcileRequest rr = VMLET__V1__RECONCILE_REQUEST__INIT;
@@ -247,12 +256,13 @@ static void reconcile_validates_and_says_not_implemented(void **state)
 	assert_int_equal(err.code, 400);
 	assert_non_null(strstr(err.msg, "schema_version"));
 
+	/* Valid: no host request is prepared; the row's serve() hands the
+	 * state to the reconcile engine (tested in test_agentd_reconcile). */
 	ds.schema_version = 1;
-	assert_int_equal(prepare(&req, &call, &err), -1);
-	assert_int_equal(err.code, 501);
-	assert_non_null(strstr(err.msg, "desired state is valid"));
-	assert_non_null(strstr(err.msg, "nothing was changed"));
+	memset(&call, 0, sizeof(call));
+	assert_int_equal(prepare(&req, &call, &err), 0);
 	assert_int_equal(call.req.op_case, 0);
+	assert_non_null(agentd_handlers[VMLET__V1__AGENT_REQUEST__REQUEST_RECONCILE].serve);
 }
 
 /* ---- replies ------------------------------------------------------------------ */
@@ -388,7 +398,7 @@ int main(void)
 		cmocka_unit_test(simple_requests_map_to_host_ops),
 		cmocka_unit_test(instance_list_validated_first),
 		cmocka_unit_test(wake_validated_then_host_wake),
-		cmocka_unit_test(reconcile_validates_and_says_not_implemented),
+		cmocka_unit_test(reconcile_validates_then_goes_to_the_engine),
 		cmocka_unit_test(host_error_keeps_code_and_message),
 		cmocka_unit_test(results_map_to_responses),
 		cmocka_unit_test(wake_result_carries_instance_and_time),

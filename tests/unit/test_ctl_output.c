@@ -264,6 +264,41 @@ static void reconcile_report_lists_errors(void **state)
 	mem_free(&m);
 }
 
+static void net_verify_pass_fail_lines(void **state)
+{
+	Vmlet__V1__NetCheck ok = VMLET__V1__NET_CHECK__INIT, bad = VMLET__V1__NET_CHECK__INIT;
+	Vmlet__V1__NetCheck *checks[] = { &ok, &bad };
+	Vmlet__V1__NetVerifyResult r = VMLET__V1__NET_VERIFY_RESULT__INIT;
+	struct vmlet_err err;
+	struct mem m;
+
+	ok.name = "tenant acme: bridge br-tenant-7 is up";
+	ok.ok = 1;
+	bad.name = "nft rule vmlet:isolate:7";
+	bad.expected = "{\"drop\":null}";
+	bad.found = "(missing)\x1b[2J";
+	r.n_checks = 2;
+	r.checks = checks;
+	r.failed = 1;
+	mem_open(&m);
+	assert_int_equal(ctl_render_net_verify(m.f, &r, &err), 1);
+	const char *text = mem_text(&m);
+	assert_non_null(strstr(text, "PASS tenant acme: bridge br-tenant-7 is up\n"
+				     "FAIL nft rule vmlet:isolate:7\n"
+				     "     expected: {\"drop\":null}\n"
+				     "     found:    (missing)"));
+	assert_null(strstr(text, "\x1b")); /* a hostile string is escaped */
+	assert_non_null(strstr(text, "2 checks, 1 failed\n"));
+	mem_free(&m);
+
+	r.failed = 0;
+	r.n_checks = 1;
+	mem_open(&m);
+	assert_int_equal(ctl_render_net_verify(m.f, &r, &err), 0);
+	assert_non_null(strstr(mem_text(&m), "1 checks, 0 failed\n"));
+	mem_free(&m);
+}
+
 static void error_line_on_stderr_format(void **state)
 {
 	Vmlet__V1__Error e = VMLET__V1__ERROR__INIT;
@@ -406,6 +441,7 @@ int main(void)
 		cmocka_unit_test(empty_lists_say_so),
 		cmocka_unit_test(instance_list_as_aligned_columns),
 		cmocka_unit_test(wake_result_nests_the_instance),
+		cmocka_unit_test(net_verify_pass_fail_lines),
 		cmocka_unit_test(reconcile_report_lists_errors),
 		cmocka_unit_test(error_line_on_stderr_format),
 		cmocka_unit_test(hostile_strings_are_escaped),

@@ -501,10 +501,10 @@ static void rejects_oneof_misuse(void **state)
 		assert_string_equal(e.msg, "$.error: only one of a oneof may be set, \"node_stats\" already is");
 	expect_exact_error(AGENT_REQ, "{}",
 			   "$: no member of oneof set (expected one of reconcile, node_info, node_stats, "
-			   "tenant_list, instance_list, wake_instance)");
+			   "tenant_list, instance_list, wake_instance, net_verify)");
 	expect_exact_error(AGENT_REQ, "{\"reconcile\": null}",
 			   "$: no member of oneof set (expected one of reconcile, node_info, node_stats, "
-			   "tenant_list, instance_list, wake_instance)");
+			   "tenant_list, instance_list, wake_instance, net_verify)");
 	expect_exact_error(AGENT_RESP, "{\"wake_instance\": {\"instance\": {\"state\": \"bogus\"}}}",
 			   "$.wake_instance.instance.state: unknown vmlet.v1.InstanceState \"bogus\" "
 			   "(expected one of: unspecified, created, running, warm, sleeping, stopped, destroyed)");

@@ -291,7 +291,7 @@ static void empty_oneof(void **state)
 	assert_int_equal(e.code, VMLET_E_INVALID);
 	assert_string_equal(e.msg, "vmlet.v1.AgentRequest: no member of oneof set (expected one of "
 			    "reconcile, node_info, node_stats, tenant_list, instance_list, "
-			    "wake_instance)");
+			    "wake_instance, net_verify)");
 	assert_null(vmlet_strict_unpack(HOST_REQ, NULL, 0, &e));
 	assert_non_null(strstr(e.msg, "vmlet.host.v1.HostRequest: no member of oneof set"));
 

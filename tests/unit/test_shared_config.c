@@ -76,6 +76,9 @@ static void defaults_match_header(void **state)
 	assert_int_equal(c.console_log_max, 1048576);
 	assert_int_equal(c.uid_base, 200000);
 	assert_int_equal(c.uid_count, 65536);
+	assert_false(c.network);
+	assert_string_equal(c.uplink, "");
+	assert_string_equal(c.port_whitelist, "");
 	assert_int_equal(c.agentd_uid, (uid_t)-1);
 	assert_int_equal(c.admin_gid, (gid_t)-1);
 }
@@ -140,7 +143,10 @@ static const char full_file[] =
 	"instance_pids_max = 512\n"
 	"console_log_max = 65536\n"
 	"uid_base = 300000\n"
-	"uid_count = 1000\n";
+	"uid_count = 1000\n"
+	"network = yes\n"
+	"uplink = eth0.7\n"
+	"port_whitelist = t-1:tcp:8080, t-2:udp:5000-5010\n";
 
 static void full_file_sets_every_key(void **state)
 {
@@ -190,6 +196,9 @@ static void full_file_sets_every_key(void **state)
 	assert_int_equal(c.console_log_max, 65536);
 	assert_int_equal(c.uid_base, 300000);
 	assert_int_equal(c.uid_count, 1000);
+	assert_true(c.network);
+	assert_string_equal(c.uplink, "eth0.7");
+	assert_string_equal(c.port_whitelist, "t-1:tcp:8080, t-2:udp:5000-5010");
 
 	char sock[128];
 	assert_int_equal(vmlet_config_hostd_socket(&c, sock, sizeof(sock)), 0);
@@ -332,6 +341,12 @@ static const struct bad_case bad_cases[] = {
 	{ "hostd", "console_log_max = 100", L "[hostd] console_log_max" },
 	{ "hostd", "uid_base = 1000", L "[hostd] uid_base" },
 	{ "hostd", "uid_count = 0", L "[hostd] uid_count" },
+	/* the network's keys */
+	{ "hostd", "uplink = eth0/1", L "[hostd] uplink: \"eth0/1\" is not an interface name" },
+	{ "hostd", "uplink = ..", L "[hostd] uplink: \"..\" is not an interface name" },
+	{ "hostd", "uplink = abcdefghijklmnop", L "[hostd] uplink: \"abcdefghijklmnop\" is not an interface name" },
+	{ "hostd", "port_whitelist = t1:tcp:80;rm", L "[hostd] port_whitelist: \"t1:tcp:80;rm\": character 10 is not allowed" },
+	{ "hostd", "port_whitelist = T1:tcp:80", L "[hostd] port_whitelist: \"T1:tcp:80\": character 1 is not allowed" },
 	{ "hostd", "[hostd", L "syntax error" },
 	{ "node",
 	  "id = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
