@@ -12,15 +12,23 @@ CC=${CC:-cc}
 mkdir -p "$OUT"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-chmod 755 "$work"   # apt-get download drops to _apt, which must write here
+# The download runs as root (APT::Sandbox::User=root below): the .deb lands in
+# this private temp dir, which _apt could not write to.
 
 if [ ! -s "$OUT/vmlinuz" ] || [ ! -s "$OUT/modules/evdev.ko" ]; then
-	pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1)
+	resolve() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1; }
+	pkg=$(resolve)
+	# A machine whose packages are all installed may never have had its
+	# package lists fetched (make deps only updates when it installs).
+	if [ -z "$pkg" ] && [ "$(id -u)" = 0 ]; then
+		apt-get update -qq >/dev/null 2>&1 || true
+		pkg=$(resolve)
+	fi
 	if [ -z "$pkg" ]; then
 		echo "guest: cannot resolve linux-image-cloud-amd64 (run apt-get update)" >&2
 		exit 1
 	fi
-	(cd "$work" && apt-get download "$pkg" >/dev/null)
+	(cd "$work" && apt-get -o APT::Sandbox::User=root download "$pkg" >/dev/null)
 	dpkg -x "$work"/"$pkg"_*.deb "$work/x"
 	cp "$work"/x/boot/vmlinuz-* "$OUT/vmlinuz"
 	kdir=$(ls -d "$work"/x/lib/modules/*)
