@@ -20,6 +20,7 @@
 #include "hostd/fc_api.h"
 #include "hostd/vmm.h"
 #include "hostd/vmm_firecracker.h"
+#include "hostd/vmm_spec.h"
 #include "shared/cleanup.h"
 #include "shared/validate.h"
 
@@ -74,76 +75,6 @@ static const char *state_name(enum fc_state s)
 
 /* ---- checks ------------------------------------------------------------------- */
 
-/* Path characters allowed: hostd builds these paths; nothing else is
- * needed, and the set keeps them printable in logs and errors. */
-static bool path_char_ok(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '/' || c == '.' || c == '_' || c == '-' || c == '+';
-}
-
-static int check_path(const char *field, const char *p, size_t max, struct vmlet_err *err)
-{
-	size_t n;
-
-	if (!p || !*p)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "%s: missing", field);
-	n = strlen(p);
-	if (p[0] != '/')
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "%s: must be an absolute path",
-				     field);
-	if (n >= max)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "%s: longer than %zu bytes", field,
-				     max - 1);
-	for (size_t i = 0; i < n; i++)
-		if (!path_char_ok(p[i]))
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "%s: character 0x%02x is not allowed in a path", field,
-					     (unsigned char)p[i]);
-	/* No "." or ".." components: the path means what it says. */
-	for (const char *c = p; c; c = strchr(c + 1, '/')) {
-		const char *s = c + 1;
-		size_t len = strcspn(s, "/");
-		if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "%s: '.' and '..' components are not allowed", field);
-	}
-	return 0;
-}
-
-/* Drive ids name the request path (/drives/<id>): keep them plain. */
-static bool drive_id_ok(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	if (n == 0 || n > 16 || !(s[0] >= 'a' && s[0] <= 'z'))
-		return false;
-	for (size_t i = 1; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-			return false;
-	return true;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* "xx:xx:xx:xx:xx:xx", lowercase hex, unicast (I/G bit clear). */
-static bool mac_ok(const char *s)
-{
-	if (!s || strlen(s) != 17)
-		return false;
-	for (int i = 0; i < 17; i++)
-		if (i % 3 == 2 ? s[i] != ':' : hexval(s[i]) < 0)
-			return false;
-	return (hexval(s[1]) & 1) == 0;
-}
-
 /* A Linux interface name Firecracker will open: 1..15 of [A-Za-z0-9_-]. */
 static bool tap_name_ok(const char *s)
 {
@@ -165,10 +96,10 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 	if (!s->instance_id || !vmlet_instance_id_ok(s->instance_id))
 		return vmlet_err_set(err, VMLET_E_INVALID, 0,
 				     "instance_id: must be \"i-\" and 8 lowercase hex digits");
-	if (check_path("binary", s->binary, FC_PATH_MAX, err) < 0 ||
-	    check_path("control_socket", s->control_socket, sizeof(sa.sun_path), err) < 0 ||
-	    check_path("kernel", s->kernel, FC_PATH_MAX, err) < 0 ||
-	    (s->initrd && check_path("initrd", s->initrd, FC_PATH_MAX, err) < 0))
+	if (vmm_check_path("binary", s->binary, FC_PATH_MAX, err) < 0 ||
+	    vmm_check_path("control_socket", s->control_socket, sizeof(sa.sun_path), err) < 0 ||
+	    vmm_check_path("kernel", s->kernel, FC_PATH_MAX, err) < 0 ||
+	    (s->initrd && vmm_check_path("initrd", s->initrd, FC_PATH_MAX, err) < 0))
 		return -1;
 	if (!s->use_kvm)
 		return vmlet_err_set(err, VMLET_E_INVALID, 0,
@@ -195,7 +126,7 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 		return vmlet_err_set(err, VMLET_E_INVALID, 0,
 				     "tap_fd: firecracker opens its TAP by name (tap_name), "
 				     "not from an fd; hostd must not hold the TAP open");
-	if (s->mac && !mac_ok(s->mac))
+	if (s->mac && !vmm_mac_ok(s->mac))
 		return vmlet_err_set(err, VMLET_E_INVALID, 0,
 				     "mac: must be a unicast MAC as xx:xx:xx:xx:xx:xx (lowercase)");
 	if (s->n_drives > VMM_MAX_DRIVES)
@@ -205,9 +136,9 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 		char field[48];
 
 		snprintf(field, sizeof(field), "drives[%zu].path", i);
-		if (check_path(field, s->drives[i].path, FC_PATH_MAX, err) < 0)
+		if (vmm_check_path(field, s->drives[i].path, FC_PATH_MAX, err) < 0)
 			return -1;
-		if (!drive_id_ok(s->drives[i].id))
+		if (!vmm_drive_id_ok(s->drives[i].id))
 			return vmlet_err_set(err, VMLET_E_INVALID, 0,
 					     "drives[%zu].id: must match [a-z][a-z0-9_]{0,15}", i);
 		for (size_t j = 0; j < i; j++)
@@ -225,7 +156,7 @@ static int snapshot_paths(const char *dir, char *state, char *mem, size_t cap,
 {
 	size_t n;
 
-	if (check_path("snapshot dir", dir, FC_PATH_MAX, err) < 0)
+	if (vmm_check_path("snapshot dir", dir, FC_PATH_MAX, err) < 0)
 		return -1;
 	n = strlen(dir);
 	if (n < 2 || dir[n - 1] == '/')

@@ -19,6 +19,7 @@
 
 #include "hostd/qmp.h"
 #include "hostd/vmm.h"
+#include "hostd/vmm_spec.h"
 #include "shared/cleanup.h"
 #include "shared/validate.h"
 
@@ -40,78 +41,13 @@ struct qemu_conn {
 
 /* ---- argv ------------------------------------------------------------------ */
 
-/* Path characters allowed in argv: no ',' (QEMU's option separator), no
- * '=' (key=value), no spaces or controls. hostd builds these paths. */
-static bool path_char_ok(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '/' || c == '.' || c == '_' || c == '-' || c == '+';
-}
-
+/* ',' separates QEMU options: say so, before the shared path rules. */
 static int check_path(const char *field, const char *p, size_t max, struct vmlet_err *err)
 {
-	size_t n;
-
-	if (!p || !*p)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "%s: missing", field);
-	n = strlen(p);
-	if (p[0] != '/')
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "%s: must be an absolute path",
-				     field);
-	if (n >= max)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "%s: longer than %zu bytes", field,
-				     max - 1);
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == ',')
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "%s: ',' is not allowed (QEMU option syntax)", field);
-		if (!path_char_ok(p[i]))
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "%s: character 0x%02x is not allowed in a path", field,
-					     (unsigned char)p[i]);
-	}
-	/* No "." or ".." components: the path means what it says. */
-	for (const char *c = p; c; c = strchr(c + 1, '/')) {
-		const char *s = c + 1;
-		size_t len = strcspn(s, "/");
-		if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "%s: '.' and '..' components are not allowed", field);
-	}
-	return 0;
-}
-
-static bool drive_id_ok(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	if (n == 0 || n > 16 || !(s[0] >= 'a' && s[0] <= 'z'))
-		return false;
-	for (size_t i = 1; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-			return false;
-	return true;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* "xx:xx:xx:xx:xx:xx", lowercase hex, unicast (I/G bit clear). */
-static bool mac_ok(const char *s)
-{
-	if (!s || strlen(s) != 17)
-		return false;
-	for (int i = 0; i < 17; i++) {
-		if (i % 3 == 2 ? s[i] != ':' : hexval(s[i]) < 0)
-			return false;
-	}
-	return (hexval(s[1]) & 1) == 0;
+	if (p && p[0] == '/' && strchr(p, ','))
+		return vmlet_err_set(err, VMLET_E_INVALID, 0,
+				     "%s: ',' is not allowed (QEMU option syntax)", field);
+	return vmm_check_path(field, p, max, err);
 }
 
 static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
@@ -145,7 +81,7 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 					     (unsigned char)*c);
 	if (s->tap_fd < -1)
 		return vmlet_err_set(err, VMLET_E_INVALID, 0, "tap_fd: %d is not an fd", s->tap_fd);
-	if (s->tap_fd >= 0 && !mac_ok(s->mac))
+	if (s->tap_fd >= 0 && !vmm_mac_ok(s->mac))
 		return vmlet_err_set(err, VMLET_E_INVALID, 0,
 				     "mac: a NIC needs a unicast MAC as xx:xx:xx:xx:xx:xx (lowercase)");
 	if (s->tap_fd < 0 && s->mac)
@@ -159,7 +95,7 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 		snprintf(field, sizeof(field), "drives[%zu].path", i);
 		if (check_path(field, s->drives[i].path, QEMU_PATH_MAX, err) < 0)
 			return -1;
-		if (!drive_id_ok(s->drives[i].id))
+		if (!vmm_drive_id_ok(s->drives[i].id))
 			return vmlet_err_set(err, VMLET_E_INVALID, 0,
 					     "drives[%zu].id: must match [a-z][a-z0-9_]{0,15}", i);
 		for (size_t j = 0; j < i; j++)
