@@ -113,12 +113,13 @@ int main(int argc, char **argv)
 		/* The persisted desired state is read (and checked) here; the
 		 * first pass runs a second after start, once NNG has had a
 		 * chance to reach hostd, then every reconcile_interval_s.
-		 * Trusted signing keys: no config key exists yet, so none are
-		 * trusted and a signed state is refused (403). */
+		 * Signed states verify against the public keys in
+		 * trusted_keys_dir (read at each check, so a key can be added
+		 * or revoked without a restart). */
 		struct agentd_reconciler_opts ro = {
 			.node_id = cfg.node_id,
 			.state_dir = cfg.agentd_state_dir,
-			.keys_dir = NULL,
+			.keys_dir = cfg.trusted_keys_dir,
 			.production = cfg.production,
 			.max_len = cfg.max_frame,
 			.hc = hc,

@@ -422,6 +422,8 @@ static const struct key_def keys[] = {
 	{ "agentd", "hostd_timeout_ms", parse_u32, FIELD(hostd_timeout_ms), TIMEOUT_MS, "10000" },
 	{ "agentd", "reconcile_interval_s", parse_u32, FIELD(reconcile_interval_s), 1, 86400,
 	  "30" },
+	{ "agentd", "trusted_keys_dir", parse_path, FIELD(trusted_keys_dir), 0, 0,
+	  "/etc/vmlet/trusted-keys" },
 
 	{ "tls", "ca", parse_path, FIELD(tls_ca), 0, 0, "/etc/vmlet/certs/ca.pem" },
 	{ "tls", "cert", parse_path, FIELD(tls_cert), 0, 0, "/etc/vmlet/certs/node.pem" },

@@ -45,6 +45,8 @@ struct vmlet_config {
 	uint32_t rate_burst;              /* rate_burst = 100 */
 	uint32_t hostd_timeout_ms;        /* hostd_timeout_ms = 10000 */
 	uint32_t reconcile_interval_s;    /* reconcile_interval_s = 30 */
+	char trusted_keys_dir[PATH_MAX];  /* trusted_keys_dir = /etc/vmlet/trusted-keys (Ed25519 <key_id>.pub
+	                                   * files that may sign desired states; root-owned) */
 
 	/* [tls] */
 	char tls_ca[PATH_MAX];            /* ca = /etc/vmlet/certs/ca.pem */

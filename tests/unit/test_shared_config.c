@@ -56,6 +56,7 @@ static void defaults_match_header(void **state)
 	assert_int_equal(c.rate_burst, 100);
 	assert_int_equal(c.hostd_timeout_ms, 10000);
 	assert_int_equal(c.reconcile_interval_s, 30);
+	assert_string_equal(c.trusted_keys_dir, "/etc/vmlet/trusted-keys");
 	assert_string_equal(c.tls_ca, "/etc/vmlet/certs/ca.pem");
 	assert_string_equal(c.tls_cert, "/etc/vmlet/certs/node.pem");
 	assert_string_equal(c.tls_key, "/etc/vmlet/certs/node.key");
@@ -123,6 +124,7 @@ static const char full_file[] =
 	"rate_burst = 1000000\n"
 	"hostd_timeout_ms = 2500\n"
 	"reconcile_interval_s = 86400\n"
+	"trusted_keys_dir = /etc/x/keys\n"
 	"[tls]\r\n" /* CRLF */
 	"ca = /etc/x/ca.pem\r\n"
 	"cert = /etc/x/n.pem\n"
@@ -174,6 +176,7 @@ static void full_file_sets_every_key(void **state)
 	assert_int_equal(c.rate_burst, 1000000);
 	assert_int_equal(c.hostd_timeout_ms, 2500);
 	assert_int_equal(c.reconcile_interval_s, 86400);
+	assert_string_equal(c.trusted_keys_dir, "/etc/x/keys");
 	assert_string_equal(c.tls_ca, "/etc/x/ca.pem");
 	assert_string_equal(c.tls_cert, "/etc/x/n.pem");
 	assert_string_equal(c.tls_key, "/etc/x/n.key");
@@ -269,6 +272,7 @@ static const struct bad_case bad_cases[] = {
 	{ "agentd", "rate_limit = 100001", L "[agentd] rate_limit: \"100001\" is out of range" },
 	{ "agentd", "rate_burst = 1000001",
 	  L "[agentd] rate_burst: \"1000001\" is out of range 1..1000000" },
+	{ "agentd", "trusted_keys_dir = keys", L "[agentd] trusted_keys_dir: \"keys\" is not an absolute path" },
 	{ "agentd", "reconcile_interval_s = 86401",
 	  L "[agentd] reconcile_interval_s: \"86401\" is out of range 1..86400" },
 	{ "hostd", "workers = 65", L "[hostd] workers: \"65\" is out of range 1..64" },
@@ -599,7 +603,7 @@ static void example_config_is_the_defaults(void **state)
 		"id", "production", "state_dir", "agentd_state_dir", "run_dir", "hostd_socket_dir",
 		"user", "group", "listen", "local_socket", "admin_group", "max_frame",
 		"max_connections", "handshake_timeout_ms", "idle_timeout_ms", "rate_limit",
-		"rate_burst", "hostd_timeout_ms", "reconcile_interval_s", "ca", "cert", "key", "crl",
+		"rate_burst", "hostd_timeout_ms", "reconcile_interval_s", "trusted_keys_dir", "ca", "cert", "key", "crl",
 		"coordinators", "allow_root_peer", "vmm", "qemu_binary", "firecracker_binary",
 		"jailer_binary", "cgroup_root", "workers",
 	};
