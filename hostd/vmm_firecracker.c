@@ -104,22 +104,8 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 	if (!s->use_kvm)
 		return vmlet_err_set(err, VMLET_E_INVALID, 0,
 				     "use_kvm: firecracker runs only on KVM (it has no TCG)");
-	if (s->vcpus < VMLET_VCPUS_MIN || s->vcpus > VMLET_VCPUS_MAX)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "vcpus: %u is outside %d..%d",
-				     s->vcpus, VMLET_VCPUS_MIN, VMLET_VCPUS_MAX);
-	if (s->mem_mib < VMLET_MEM_MIB_MIN || s->mem_mib > VMLET_MEM_MIB_MAX)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "mem_mib: %u is outside %d..%d",
-				     s->mem_mib, VMLET_MEM_MIB_MIN, VMLET_MEM_MIB_MAX);
-	if (!s->cmdline)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "cmdline: missing");
-	if (strlen(s->cmdline) >= VMM_CMDLINE_MAX)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "cmdline: longer than %d bytes",
-				     VMM_CMDLINE_MAX - 1);
-	for (const char *c = s->cmdline; *c; c++)
-		if (*c < 0x20 || *c > 0x7e)
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "cmdline: character 0x%02x is not printable ASCII",
-					     (unsigned char)*c);
+	if (vmm_check_resources(s, err) < 0)
+		return -1;
 	/* Firecracker opens its TAP by name; an fd hostd kept attached to a
 	 * single-queue TAP would make that open fail (EBUSY). */
 	if (s->tap_fd != -1)
@@ -129,25 +115,7 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 	if (s->mac && !vmm_mac_ok(s->mac))
 		return vmlet_err_set(err, VMLET_E_INVALID, 0,
 				     "mac: must be a unicast MAC as xx:xx:xx:xx:xx:xx (lowercase)");
-	if (s->n_drives > VMM_MAX_DRIVES)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "drives: %zu, at most %d",
-				     s->n_drives, VMM_MAX_DRIVES);
-	for (size_t i = 0; i < s->n_drives; i++) {
-		char field[48];
-
-		snprintf(field, sizeof(field), "drives[%zu].path", i);
-		if (vmm_check_path(field, s->drives[i].path, FC_PATH_MAX, err) < 0)
-			return -1;
-		if (!vmm_drive_id_ok(s->drives[i].id))
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "drives[%zu].id: must match [a-z][a-z0-9_]{0,15}", i);
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(s->drives[i].id, s->drives[j].id) == 0)
-				return vmlet_err_set(err, VMLET_E_INVALID, 0,
-						     "drives[%zu].id: \"%s\" is used twice", i,
-						     s->drives[i].id);
-	}
-	return 0;
+	return vmm_check_drives(s, FC_PATH_MAX, vmm_check_path, err);
 }
 
 /* dir/FC_SNAP_STATE_FILE and dir/FC_SNAP_MEM_FILE, after checking dir. */

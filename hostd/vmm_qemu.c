@@ -63,22 +63,8 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 	    check_path("console_log", s->console_log, QEMU_PATH_MAX, err) < 0 ||
 	    check_path("control_socket", s->control_socket, sizeof(sa.sun_path), err) < 0)
 		return -1;
-	if (s->vcpus < VMLET_VCPUS_MIN || s->vcpus > VMLET_VCPUS_MAX)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "vcpus: %u is outside %d..%d",
-				     s->vcpus, VMLET_VCPUS_MIN, VMLET_VCPUS_MAX);
-	if (s->mem_mib < VMLET_MEM_MIB_MIN || s->mem_mib > VMLET_MEM_MIB_MAX)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "mem_mib: %u is outside %d..%d",
-				     s->mem_mib, VMLET_MEM_MIB_MIN, VMLET_MEM_MIB_MAX);
-	if (!s->cmdline)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "cmdline: missing");
-	if (strlen(s->cmdline) >= VMM_CMDLINE_MAX)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "cmdline: longer than %d bytes",
-				     VMM_CMDLINE_MAX - 1);
-	for (const char *c = s->cmdline; *c; c++)
-		if (*c < 0x20 || *c > 0x7e)
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "cmdline: character 0x%02x is not printable ASCII",
-					     (unsigned char)*c);
+	if (vmm_check_resources(s, err) < 0)
+		return -1;
 	if (s->tap_fd < -1)
 		return vmlet_err_set(err, VMLET_E_INVALID, 0, "tap_fd: %d is not an fd", s->tap_fd);
 	if (s->tap_fd >= 0 && !vmm_mac_ok(s->mac))
@@ -86,25 +72,7 @@ static int check_spec(const struct vmm_spec *s, struct vmlet_err *err)
 				     "mac: a NIC needs a unicast MAC as xx:xx:xx:xx:xx:xx (lowercase)");
 	if (s->tap_fd < 0 && s->mac)
 		return vmlet_err_set(err, VMLET_E_INVALID, 0, "mac: given without a tap_fd");
-	if (s->n_drives > VMM_MAX_DRIVES)
-		return vmlet_err_set(err, VMLET_E_INVALID, 0, "drives: %zu, at most %d",
-				     s->n_drives, VMM_MAX_DRIVES);
-	for (size_t i = 0; i < s->n_drives; i++) {
-		char field[48];
-
-		snprintf(field, sizeof(field), "drives[%zu].path", i);
-		if (check_path(field, s->drives[i].path, QEMU_PATH_MAX, err) < 0)
-			return -1;
-		if (!vmm_drive_id_ok(s->drives[i].id))
-			return vmlet_err_set(err, VMLET_E_INVALID, 0,
-					     "drives[%zu].id: must match [a-z][a-z0-9_]{0,15}", i);
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(s->drives[i].id, s->drives[j].id) == 0)
-				return vmlet_err_set(err, VMLET_E_INVALID, 0,
-						     "drives[%zu].id: \"%s\" is used twice", i,
-						     s->drives[i].id);
-	}
-	return 0;
+	return vmm_check_drives(s, QEMU_PATH_MAX, check_path, err);
 }
 
 /* Appends to argv; a full argv or buffer makes `full` stick, checked once
